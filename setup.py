@@ -1,0 +1,21 @@
+"""Packaging: the engine, the GPT built on it, and the CUDA sources it compiles at run time."""
+from setuptools import setup
+
+setup(
+    name="tensorlite",
+    version="0.1.0",
+    description="A small, readable reverse-mode autograd framework on NumPy and CuPy, with a GPT built on it",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["tensorlite", "tensorlite.nn", "tensorlite.cuda", "tensorlite._kernels", "gpt"],
+    # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
+    package_dir={"tensorlite._kernels": "kernels"},
+    package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"]},
+    install_requires=["numpy>=1.22", "tqdm", "matplotlib"],
+    extras_require={
+        "dev": ["pytest", "hypothesis"],
+        "cuda12": ["cupy-cuda12x"],
+        "cuda13": ["cupy-cuda13x"],
+    },
+)
