@@ -1,0 +1,9 @@
+"""tensorlite: a small, readable reverse-mode autograd framework on NumPy (CPU) and CuPy (GPU)."""
+from .tensor import Tensor  # noqa: I001  (first: the other modules build on Tensor)
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad
+from .backend import cuda_available, manual_seed
+from .factories import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .gradcheck import gradcheck
+from .ops import cat, chunk, matmul, split, stack, where
+
+from numpy import float16, float32, float64, int32, int64  # dtypes, as tl.float32 like torch.float32

@@ -1,0 +1,126 @@
+"""Devices and array modules: the one place that knows CuPy exists.
+
+Every other module asks this one for the array module (`xp`) of a device or of an array, so the same source runs
+on NumPy and CuPy and no op ever checks `if cupy`. Importing tensorlite never imports CuPy; asking for
+`device='cuda'` does, and fails with one sentence that says what to install when CuPy or a GPU is missing.
+"""
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+_cupy = None          # the cupy module once it has been imported successfully
+_seed = None          # the last manual_seed, so generators made later (e.g. on first cuda use) follow it
+_generators = {}      # device -> random generator
+
+
+class DeviceError(RuntimeError):
+    """A device that does not exist here, or tensors on different devices meeting in one op."""
+
+
+def check_device(device):
+    """Normalise a device name ('cuda:0' -> 'cuda') or raise naming the valid ones."""
+    name = "cpu" if device is None else str(device).split(":")[0]
+    if name not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}")
+    return name
+
+
+def cupy_or_raise():
+    """Import CuPy and check that a GPU answers, or raise one clear sentence saying what is missing."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError:
+        raise DeviceError("device 'cuda' needs CuPy: pip install 'tensorlite[cuda12]' or 'tensorlite[cuda13]' "
+                          "(cupy-cuda12x / cupy-cuda13x, matching your CUDA driver)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CuPy raises its own runtime errors when no driver is present
+        raise DeviceError(f"device 'cuda' needs a working NVIDIA GPU and driver; CuPy says: {err}") from None
+    if count == 0:
+        raise DeviceError("device 'cuda' needs an NVIDIA GPU, and CuPy finds none on this machine")
+    _cupy = cupy
+    return cupy
+
+
+def cuda_available():
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        cupy_or_raise()
+        return True
+    except DeviceError:
+        return False
+
+
+def get_xp(device):
+    """The array module of a device: numpy for 'cpu', cupy for 'cuda'."""
+    return np if check_device(device) == "cpu" else cupy_or_raise()
+
+
+def is_cuda_array(array):
+    """True for a CuPy ndarray; decided without importing CuPy."""
+    return type(array).__module__.startswith("cupy")
+
+
+def device_of(array):
+    return "cuda" if is_cuda_array(array) else "cpu"
+
+
+def xp_of(array):
+    return get_xp(device_of(array))
+
+
+def to_device(array, device):
+    """Copy an array to a device (a no-op when it is already there)."""
+    device = check_device(device)
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return cupy_or_raise().asarray(array)
+
+
+def to_numpy(array):
+    return to_device(array, "cpu")
+
+
+def scatter_add(target, index, values):
+    """target[index] += values, where repeated indices accumulate (a plain `+=` would keep only one)."""
+    if is_cuda_array(target):
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)
+
+
+def manual_seed(seed):
+    """Seed every random source the framework draws from, on every backend (made lazily for cuda)."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def rng(device):
+    """The framework's random generator of a device (numpy or cupy Generator), seeded by manual_seed."""
+    device = check_device(device)
+    if device not in _generators:
+        seed = _seed if _seed is not None else np.random.SeedSequence().entropy
+        # Each device gets its own stream derived from the one seed, so cpu and cuda runs are both reproducible.
+        streams = np.random.SeedSequence(seed).spawn(len(DEVICES))
+        stream = streams[DEVICES.index(device)]
+        _generators[device] = np.random.default_rng(stream) if device == "cpu" else \
+            cupy_or_raise().random.default_rng(int(stream.generate_state(1)[0]))
+    return _generators[device]
+
+
+def get_rng_state(device="cpu"):
+    """A JSON-able snapshot of a device's generator (for checkpoints); only numpy's state is exact."""
+    gen = rng(device)
+    if device == "cpu":
+        return gen.bit_generator.state
+    raise DeviceError("saving the cuda random state is not supported; reseed with manual_seed on resume")
+
+
+def set_rng_state(state, device="cpu"):
+    rng(device).bit_generator.state = state

@@ -1,0 +1,22 @@
+"""Shared fixtures: every backend-parametrized test runs on cpu, and on cuda where a GPU answers (else skips)."""
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tensorlite as tl
+
+# CI has 2 cores and minutes, not hours: few, small examples per property, no deadline (first calls compile).
+settings.register_profile("ci", max_examples=12, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile("ci")
+
+
+def _device_param(name):
+    marks = [] if name == "cpu" else [pytest.mark.gpu, pytest.mark.skipif(not tl.cuda_available(),
+                                                                         reason="no CuPy/GPU on this machine")]
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.fixture(params=[_device_param("cpu"), _device_param("cuda")])
+def device(request):
+    """The device a test runs on; the cuda case skips cleanly without a GPU."""
+    return request.param

@@ -1,0 +1,143 @@
+"""Every primitive op's backward against central differences in float64, with hypothesis drawing the shapes."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tensorlite as tl
+from tensorlite import ops
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+broadcast_pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4)
+
+
+def leaf(shape, device, low=-2.0, high=2.0, seed=0):
+    data = np.random.default_rng(seed).uniform(low, high, size=shape)
+    return tl.tensor(data, dtype=tl.float64, device=device, requires_grad=True)
+
+
+def positive(shape, device, seed=0):
+    return leaf(shape, device, 0.5, 2.0, seed)
+
+
+@pytest.mark.parametrize("op", [ops.add, ops.sub, ops.mul, ops.div, ops.pow, ops.maximum])
+@given(pair=broadcast_pairs)
+def test_binary_ops_broadcast(device, op, pair):
+    a_shape, b_shape = pair.input_shapes
+    a = positive(a_shape, device, seed=1)
+    b = leaf(b_shape, device, 0.5, 1.5, seed=2) if op in (ops.div, ops.pow) else leaf(b_shape, device, seed=2)
+    assert tl.gradcheck(op, [a, b])
+
+
+@pytest.mark.parametrize("expr", [lambda x: 2.5 + x, lambda x: x - 1.5, lambda x: 3.0 - x, lambda x: x * -2.0,
+                                  lambda x: 1.5 / x, lambda x: x / 4.0, lambda x: x ** 3, lambda x: 2.0 ** x,
+                                  lambda x: -x],
+                         ids=["radd", "sub", "rsub", "mul", "rdiv", "div", "pow", "rpow", "neg"])
+@given(shape=shapes)
+def test_scalar_operands(device, expr, shape):
+    assert tl.gradcheck(expr, [positive(shape, device)])
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs"])
+@given(shape=shapes)
+def test_unary_ops(device, name, shape):
+    x = positive(shape, device) if name in ("log", "sqrt") else leaf(shape, device)
+    if name in ("relu", "abs"):  # keep away from the kink at 0, where the derivative jumps
+        x.data[abs(x.data) < 1e-2] = 0.5
+    assert tl.gradcheck(getattr(ops, name), [x])
+
+
+axis_choices = st.sampled_from([None, 0, -1, (0, 1), (0, -1)])
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "max", "min"])
+@given(shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=2, max_side=4), axis=axis_choices,
+       keepdims=st.booleans())
+def test_reductions(device, name, shape, axis, keepdims):
+    x = leaf(shape, device)
+    assert tl.gradcheck(lambda t: getattr(ops, name)(t, axis=axis, keepdims=keepdims), [x])
+
+
+def test_max_routes_gradient_to_one_winner(device):
+    x = tl.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], device=device, requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(tl.tensor(x.grad).numpy(), [[0, 1, 0], [1, 0, 0]])
+
+
+@given(shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=4), data=st.data())
+def test_shape_ops(device, shape, data):
+    x = leaf(shape, device)
+    perm = data.draw(st.permutations(range(len(shape))))
+    assert tl.gradcheck(lambda t: t.transpose(*perm) * 1.0, [x])
+    assert tl.gradcheck(lambda t: t.reshape(-1, shape[-1]) * 1.0, [x])
+    assert tl.gradcheck(lambda t: t.swapaxes(0, -1) * 1.0, [x])
+    assert tl.gradcheck(lambda t: t.unsqueeze(1).squeeze(1) * 1.0, [x])
+    assert tl.gradcheck(lambda t: t.T * 1.0, [x])
+    assert tl.gradcheck(lambda t: t.unsqueeze(0).expand(3, *shape) * 1.0, [x])
+
+
+@given(pair=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=3),
+       m=st.integers(1, 3), n=st.integers(1, 3), k=st.integers(1, 3))
+def test_matmul_batched_broadcast(device, pair, m, n, k):
+    batch_a, batch_b = pair.input_shapes
+    a, b = leaf(batch_a + (m, k), device), leaf(batch_b + (k, n), device, seed=3)
+    assert tl.gradcheck(tl.matmul, [a, b])
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((4, 2, 3), (3,)),
+                                             ((3,), (4, 3, 2)), ((2, 4, 3), (3, 5)), ((5, 3), (2, 3, 4))])
+def test_matmul_1d_and_flattened_cases(device, a_shape, b_shape):
+    a, b = leaf(a_shape, device), leaf(b_shape, device, seed=4)
+    np.testing.assert_allclose((a @ b).numpy(), a.numpy() @ b.numpy(), rtol=1e-12)
+    assert tl.gradcheck(lambda x, y: x @ y, [a, b])
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4), data=st.data())
+def test_getitem_basic(device, shape, data):
+    x = leaf(shape, device)
+    stop = data.draw(st.integers(1, shape[0]))
+    assert tl.gradcheck(lambda t: t[0], [x])
+    assert tl.gradcheck(lambda t: t[1:stop], [x])
+    assert tl.gradcheck(lambda t: t[None, ::2, ...], [x])
+    assert tl.gradcheck(lambda t: t[..., -1], [x])
+
+
+def test_getitem_integer_arrays_accumulate_repeats(device):
+    x = leaf((4, 3), device)
+    idx = np.array([0, 2, 2, 3, 0, 0])
+    assert tl.gradcheck(lambda t: t[idx], [x])
+    assert tl.gradcheck(lambda t: t[idx, np.array([1, 1, 0, 2, 1, 1])], [x])
+    assert tl.gradcheck(lambda t: t[[1, 1], 1:], [x])
+    y = tl.zeros(4, device=device, requires_grad=True)
+    y[tl.tensor([1, 1, 1, 3], device=device)].sum().backward()
+    np.testing.assert_array_equal(tl.tensor(y.grad).numpy(), [0, 3, 0, 1])
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4), n=st.integers(1, 3),
+       data=st.data())
+def test_cat_stack_split_chunk(device, shape, n, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    xs = [leaf(shape, device, seed=s) for s in range(n)]
+    assert tl.gradcheck(lambda *ts: tl.cat(ts, axis=axis), xs)
+    assert tl.gradcheck(lambda *ts: tl.stack(ts, axis=axis), xs)
+    x = leaf(shape, device)
+    size = data.draw(st.integers(1, shape[axis]))
+    assert tl.gradcheck(lambda t: tl.cat([p * (i + 1.0) for i, p in enumerate(t.split(size, axis))], axis), [x])
+    assert tl.gradcheck(lambda t: t.chunk(2, axis)[0], [x])  # unused pieces get zero gradient
+
+
+@given(pair=broadcast_pairs)
+def test_where_and_masked_fill(device, pair):
+    a_shape, b_shape = pair.input_shapes
+    a, b = leaf(a_shape, device), leaf(b_shape, device, seed=5)
+    cond = tl.tensor(np.random.default_rng(6).random(np.broadcast_shapes(a_shape, b_shape)) > 0.5, device=device)
+    assert tl.gradcheck(lambda x, y: tl.where(cond, x, y), [a, b])
+    mask = tl.tensor(np.random.default_rng(7).random(a_shape) > 0.5, device=device)
+    assert tl.gradcheck(lambda x: x.masked_fill(mask, -5.0), [a])
+
+
+def test_cast_and_device_copy_pass_gradients(device):
+    x = leaf((3, 2), device)
+    assert tl.gradcheck(lambda t: t.float().double() * 2.0, [x], eps=1e-2, atol=1e-3)  # linear: big eps is exact
+    assert tl.gradcheck(lambda t: t.to("cpu") * 2.0, [x])
