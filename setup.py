@@ -1,5 +1,5 @@
 """Packaging: the engine, the GPT built on it, and the CUDA sources it compiles at run time."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="tensorlite",
@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["tensorlite", "tensorlite.nn", "tensorlite.cuda", "tensorlite._kernels", "gpt"],
+    packages=find_packages(include=["tensorlite", "tensorlite.*", "gpt", "gpt.*"]) + ["tensorlite._kernels"],
     # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
     package_dir={"tensorlite._kernels": "kernels"},
     package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"]},
