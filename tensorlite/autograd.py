@@ -65,16 +65,16 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         fn = cls(**params)
-        tensors = _check_inputs(cls.__name__, inputs)
-        fn.xp = backend.xp_of(tensors[0].data)
-        fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
-        outputs = fn.forward(*(t.data for t in tensors))
+        _check_inputs(cls.__name__, inputs)
+        fn.xp = backend.xp_of(inputs[0].data)
+        fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        outputs = _forward(fn, inputs)
         single = not isinstance(outputs, tuple)
         outputs = (outputs,) if single else outputs
         record = is_grad_enabled() and any(fn.needs_input_grad)
         results = tuple(Tensor(y, requires_grad=record) for y in outputs)
         if record:
-            fn.inputs = tensors
+            fn.inputs = inputs
             fn.output_meta = tuple((y.shape, y.dtype) for y in outputs)
             fn.output_grads = [None] * len(outputs)
             for i, t in enumerate(results):
@@ -85,20 +85,27 @@ class Function:
         return f"<{type(self).__name__}>"
 
 
-def _check_inputs(op, inputs):
+def _check_inputs(op, tensors):
     """Inputs must be Tensors on one device; floating inputs must share one dtype. Errors name the op."""
-    tensors = tuple(inputs)
     if not tensors or not all(isinstance(t, Tensor) for t in tensors):
         raise TypeError(f"{op} expects Tensors, got {', '.join(type(t).__name__ for t in tensors) or 'nothing'}")
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        raise backend.DeviceError(f"{op}: tensors on different devices ({', '.join(t.device for t in tensors)});"
-                                  " move them with .to(device) first")
-    float_dtypes = {t.dtype for t in tensors if t.dtype.kind == "f"}
-    if len(float_dtypes) > 1:
-        raise TypeError(f"{op}: mixed floating dtypes ({', '.join(str(t.dtype) for t in tensors)}); "
-                        "cast one side so both match")
-    return tensors
+    first = tensors[0].data
+    for t in tensors[1:]:
+        if type(t.data) is not type(first):
+            raise backend.DeviceError(f"{op}: tensors on different devices ({', '.join(x.device for x in tensors)})"
+                                      "; move them with .to(device) first")
+        if t.data.dtype != first.dtype and t.data.dtype.kind == "f" and first.dtype.kind == "f":
+            raise TypeError(f"{op}: mixed floating dtypes ({', '.join(str(x.dtype) for x in tensors)}); "
+                            "cast one side so both match")
+
+
+def _forward(fn, tensors):
+    """Run fn.forward, turning a NumPy/CuPy shape error into one that names the op and its input shapes."""
+    try:
+        return fn.forward(*(t.data for t in tensors))
+    except ValueError as err:
+        shapes = " and ".join(str(t.shape) for t in tensors)
+        raise ValueError(f"{type(fn).__name__} of shapes {shapes}: {err}") from None
 
 
 def unbroadcast(grad, shape):

@@ -60,7 +60,7 @@ def get_xp(device):
 
 def is_cuda_array(array):
     """True for a CuPy ndarray; decided without importing CuPy."""
-    return type(array).__module__.startswith("cupy")
+    return not isinstance(array, (np.ndarray, np.generic)) and type(array).__module__.startswith("cupy")
 
 
 def device_of(array):
@@ -68,7 +68,8 @@ def device_of(array):
 
 
 def xp_of(array):
-    return get_xp(device_of(array))
+    """The array module an array belongs to (called once per op, so NumPy is answered first and fast)."""
+    return np if isinstance(array, np.ndarray) else get_xp(device_of(array))
 
 
 def to_device(array, device):

@@ -396,24 +396,11 @@ def _check_matmul(a, b):
     k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
         raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {k_a} and {k_b} differ)")
-    try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError:
-        raise ValueError(f"matmul batch dimensions do not broadcast: {a.shape} @ {b.shape}") from None
 
 
 # ----------------------------------------------------------------------------- the functional API
-def _check_broadcast(op, a, b):
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
-
-
 def _elementwise(fn_cls):
     def op(a, b):
-        if isinstance(a, Tensor) and isinstance(b, Tensor):
-            _check_broadcast(fn_cls.__name__.lower(), a, b)
         return _binary(fn_cls, a, b)
     op.__name__ = fn_cls.__name__.lower()
     return op

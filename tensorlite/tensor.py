@@ -14,12 +14,16 @@ def _as_array(data, dtype, device):
     """Turn lists, scalars, NumPy or CuPy arrays into an array of the requested dtype on the requested device."""
     if isinstance(data, Tensor):
         data = data.data
-    if not hasattr(data, "dtype"):  # Python scalars and (nested) lists: floats default to float32 like PyTorch
+    if type(data) is np.ndarray and dtype is None and device is None:  # the hot path: an op's output
+        return data
+    if not hasattr(data, "dtype") or isinstance(data, np.generic):
+        # Python scalars and lists: floats default to float32 like PyTorch. NumPy scalars become 0-d arrays.
+        is_python = not hasattr(data, "dtype")
         data = np.asarray(data)
-        if dtype is None and data.dtype.kind == "f":
+        if dtype is None and is_python and data.dtype.kind == "f":
             dtype = DEFAULT_DTYPE
-    device = backend.device_of(data) if device is None else backend.check_device(device)
-    data = backend.to_device(data, device)
+    if device is not None:
+        data = backend.to_device(data, backend.check_device(device))
     if dtype is not None and data.dtype != np.dtype(dtype):
         data = data.astype(dtype)
     return data
