@@ -1,0 +1,165 @@
+"""Time one training step (forward + backward + clip + AdamW) of a GPT preset, tensorlite vs PyTorch, same run.
+
+    python benchmarks/bench_train.py --device cpu --preset cpu --iters 50
+    python benchmarks/bench_train.py --device cuda --preset gpu --iters 50
+
+Each framework runs in its own subprocess (so peak memory and thread pools are its own) on the same random
+batches; the median ms/iter after warm-up is reported with tokens/s and peak memory, as a table and as JSON.
+PyTorch is timed only when it is importable (eager fp32 and TF32 on GPU). On CPU the tensorlite side runs twice:
+with the environment as set (OpenBLAS variables included) and with the OPENBLAS_* variables removed.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _batches(vocab_size, batch_size, block_size, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, vocab_size, size=(2, batch_size, block_size)) for _ in range(n)]
+
+
+def _peak_host_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_tensorlite(cfg, device, iters, warmup):
+    sys.path.insert(0, ROOT)
+    import tensorlite as tl
+    from gpt.model import GPT, GPTConfig
+    from tensorlite.nn.utils import clip_grad_norm_
+
+    tl.manual_seed(0)
+    model = GPT(GPTConfig(**cfg["model"])).to(device)
+    model.train()
+    optimizer = model.configure_optimizers(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99))
+    xp = tl.backend.get_xp(device)
+    sync = xp.cuda.Device().synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        xp.get_default_memory_pool().free_all_blocks()
+    times = []
+    for x_np, y_np in _batches(cfg["model"]["vocab_size"], cfg["batch_size"], cfg["model"]["block_size"],
+                               warmup + iters):
+        x, y = tl.tensor(x_np, device=device), tl.tensor(y_np, device=device)
+        sync()
+        start = time.perf_counter()
+        _, loss = model(x, y)
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        sync()
+        times.append(time.perf_counter() - start)
+    peak = xp.get_default_memory_pool().total_bytes() / 2**20 if device == "cuda" else _peak_host_mib()
+    return times[warmup:], peak, float(loss.item())
+
+
+def time_torch(cfg, device, iters, warmup, tf32):
+    import torch
+    sys.path.insert(0, HERE)
+    from torch_reference import TorchGPT
+
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    model = TorchGPT(**cfg["model"]).to(device)
+    model.train()
+    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for x_np, y_np in _batches(cfg["model"]["vocab_size"], cfg["batch_size"], cfg["model"]["block_size"],
+                               warmup + iters):
+        x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).to(device)
+        sync()
+        start = time.perf_counter()
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_host_mib()
+    return times[warmup:], peak, float(loss.item())
+
+
+def preset_config(name):
+    sys.path.insert(0, ROOT)
+    from gpt.presets import PRESETS
+    p = PRESETS[name]
+    model = dict(block_size=p["block_size"], vocab_size=65, n_layer=p["n_layer"], n_head=p["n_head"],
+                 n_embd=p["n_embd"], dropout=p["dropout"], bias=p.get("bias", True))
+    return {"model": model, "batch_size": p["batch_size"]}
+
+
+def run_one(args):
+    """Child process: time one framework, print one JSON line."""
+    cfg = preset_config(args.preset)
+    if args.only == "tensorlite":
+        times, peak, loss = time_tensorlite(cfg, args.device, args.iters, args.warmup)
+    else:
+        times, peak, loss = time_torch(cfg, args.device, args.iters, args.warmup, tf32=args.only == "torch-tf32")
+    ms = statistics.median(times) * 1e3
+    tokens = cfg["batch_size"] * cfg["model"]["block_size"]
+    print(json.dumps({"framework": args.label or args.only, "ms_per_iter": ms, "tokens_per_s": tokens / ms * 1e3,
+                      "peak_mib": peak, "final_loss": loss, "iters": len(times)}))
+
+
+def _spawn(args, only, label, env=None):
+    cmd = [sys.executable, __file__, "--device", args.device, "--preset", args.preset, "--iters", str(args.iters),
+           "--warmup", str(args.warmup), "--only", only, "--label", label]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        print(f"[{label}] failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--preset", choices=["tiny", "cpu", "gpu"], default="cpu")
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--only", choices=["tensorlite", "torch", "torch-tf32"], help=argparse.SUPPRESS)
+    parser.add_argument("--label", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        return run_one(args)
+
+    runs = [("tensorlite", "tensorlite", None)]
+    if args.device == "cpu":
+        unset = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS")}
+        runs.append(("tensorlite", "tensorlite (OPENBLAS_* unset)", unset))
+    try:
+        import torch  # noqa: F401  (only to know whether the side-by-side run is possible)
+        runs.append(("torch", "pytorch eager fp32", None))
+        if args.device == "cuda":
+            runs.append(("torch-tf32", "pytorch eager tf32", None))
+    except ImportError:
+        print("PyTorch is not importable: timing tensorlite alone")
+    results = [r for r in (_spawn(args, only, label, env) for only, label, env in runs) if r]
+    blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
+    print(f"\npreset {args.preset} on {args.device}, {args.iters} timed iters after {args.warmup} warm-up; "
+          f"OPENBLAS env: {blas or 'not set'}")
+    print(f"{'framework':32s} {'ms/iter':>9s} {'tokens/s':>10s} {'peak MiB':>9s}")
+    for r in results:
+        print(f"{r['framework']:32s} {r['ms_per_iter']:9.2f} {r['tokens_per_s']:10.0f} {r['peak_mib']:9.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"preset": args.preset, "device": args.device, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
