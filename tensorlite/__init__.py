@@ -7,3 +7,4 @@ from .gradcheck import gradcheck
 from .ops import cat, chunk, matmul, split, stack, where
 
 from numpy import float16, float32, float64, int32, int64  # dtypes, as tl.float32 like torch.float32
+from . import functional, nn, optim  # noqa: E402  (the layers built on the engine)

@@ -95,6 +95,40 @@ def scatter_add(target, index, values):
         np.add.at(target, index, values)
 
 
+def scatter_add_rows(num_rows, index, values):
+    """rows[index[i]] += values[i] into a fresh (num_rows, ...) array: the backward of a row lookup.
+
+    On the CPU, sorting the indices and summing runs with `add.reduceat` is ~6x faster than `np.add.at`;
+    CuPy's atomic scatter is the fast path on the GPU.
+    """
+    xp = xp_of(values)
+    rows = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
+    if index.size == 0:
+        return rows
+    if is_cuda_array(values):
+        import cupyx
+        cupyx.scatter_add(rows, index, values)
+        return rows
+    order = np.argsort(index, kind="stable")
+    sorted_index = index[order]
+    starts = np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])
+    rows[sorted_index[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return rows
+
+
+def erf(x):
+    """The error function, elementwise (NumPy has none of its own; SciPy's or CuPy's is used)."""
+    if is_cuda_array(x):
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(x)
+    try:
+        from scipy.special import erf as scipy_erf
+    except ImportError:
+        import math
+        return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+    return scipy_erf(x).astype(x.dtype, copy=False)
+
+
 def manual_seed(seed):
     """Seed every random source the framework draws from, on every backend (made lazily for cuda)."""
     global _seed

@@ -1,0 +1,374 @@
+"""Composite ops, each one Function with its closed-form backward.
+
+Built from primitives, softmax or layer norm would record a dozen nodes and keep a dozen temporaries alive for
+backward. As single Functions they save one or two arrays and their backward is the textbook formula, written
+next to its derivation (docs/backprop_through_attention.md derives each one step by step).
+
+Import as `import tensorlite.functional as F`. The fused CUDA kernels plug in behind `softmax`, `cross_entropy`
+and `scaled_dot_product_attention` (see tensorlite/cuda/fused.py); these Functions are the reference path.
+"""
+import math
+
+import numpy as np
+
+from . import backend
+from .autograd import Function
+from .ops import relu  # noqa: F401  (re-exported: F.relu like torch.nn.functional.relu)
+from .tensor import Tensor
+
+
+# ----------------------------------------------------------------------------- softmax family
+class Softmax(Function):
+    """y = exp(x - max) / sum(exp(x - max)).
+
+    Backward, Jacobian-vector form: dy_i/dx_j = y_i (delta_ij - y_j), so dx = y * (dy - sum(dy * y)).
+    """
+
+    def forward(self, x):
+        y = x - x.max(axis=self.axis, keepdims=True)
+        self.xp.exp(y, out=y)
+        y /= y.sum(axis=self.axis, keepdims=True)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved
+        gx = gy * y
+        gx -= y * gx.sum(axis=self.axis, keepdims=True)
+        return gx
+
+
+class LogSoftmax(Function):
+    """y = x - max - log(sum(exp(x - max))).  Backward: dx = dy - softmax(x) * sum(dy)."""
+
+    def forward(self, x):
+        y = x - x.max(axis=self.axis, keepdims=True)
+        y -= self.xp.log(self.xp.exp(y).sum(axis=self.axis, keepdims=True))
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved
+        return gy - self.xp.exp(y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=axis)
+
+
+class CrossEntropy(Function):
+    """Mean (or sum, or per-row) of -log softmax(logits)[target] over rows whose target is not ignore_index.
+
+    Backward: d loss_i / d logits_i = softmax(logits_i) - onehot(target_i), times the reduction's scale
+    (1/n_valid for 'mean'), and zero for ignored rows. Forward keeps softmax for it: one (N, C) array.
+    """
+
+    def forward(self, logits):
+        xp = self.xp
+        n_classes = logits.shape[-1]
+        flat = logits.reshape(-1, n_classes)                                               # (N, C)
+        z = flat - flat.max(axis=1, keepdims=True)
+        targets = self.targets.reshape(-1)
+        valid = targets != self.ignore_index
+        safe_targets = xp.where(valid, targets, 0)
+        rows = xp.arange(z.shape[0])
+        log_norm = xp.log(xp.exp(z).sum(axis=1))                                          # (N,)
+        losses = (log_norm - z[rows, safe_targets]) * valid
+        xp.exp(z - log_norm[:, None], out=z)                                                # softmax, in place
+        self.save_for_backward(z, safe_targets, valid)
+        self.n_valid = int(valid.sum()) if self.reduction == "mean" else 1
+        if self.reduction == "none":
+            return losses.reshape(self.targets.shape)
+        total = losses.sum()
+        return total if self.reduction == "sum" else total / logits.dtype.type(max(self.n_valid, 1))
+
+    def backward(self, gy):
+        probs, safe_targets, valid = self.saved
+        g = probs                       # the saved softmax becomes the gradient in place (it is freed after this)
+        g[self.xp.arange(g.shape[0]), safe_targets] -= 1
+        if self.reduction == "none":
+            row_scale = valid * gy.reshape(-1)
+        else:
+            row_scale = valid * (gy / max(self.n_valid, 1) if self.reduction == "mean" else gy)
+        g *= row_scale[:, None]
+        return g.reshape(self.logits_shape)
+
+
+def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
+    """logits (N, C) or (..., C); integer targets of the leading shape; rows equal to ignore_index are skipped."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    target_data = targets.data if isinstance(targets, Tensor) else logits.xp.asarray(targets)
+    if target_data.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy targets must be integers, got dtype {target_data.dtype}")
+    if target_data.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets of shape {target_data.shape} do not match logits of shape "
+                         f"{logits.shape} (expected {logits.shape[:-1]})")
+    n_classes = logits.shape[-1]
+    bad = (target_data != ignore_index) & ((target_data < 0) | (target_data >= n_classes))
+    if bool(bad.any()):
+        raise IndexError(f"cross_entropy: target {int(target_data[bad].reshape(-1)[0])} is out of range for "
+                         f"{n_classes} classes (ignore_index is {ignore_index})")
+    return CrossEntropy.apply(logits, targets=target_data, ignore_index=ignore_index, reduction=reduction,
+                              logits_shape=logits.shape)
+
+
+# ----------------------------------------------------------------------------- normalisation and activations
+class LayerNorm(Function):
+    """y = xhat * w + b with xhat = (x - mean) * rstd over the last axis, rstd = 1 / sqrt(var + eps).
+
+    Backward (closed form, N = size of the last axis, g = dy * w):
+        dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),   dw = sum(dy * xhat),   db = sum(dy)
+    where the sums for dw and db run over every axis but the last.
+    """
+
+    def forward(self, x, *affine):
+        xp = self.xp
+        xhat = x - x.mean(axis=-1, keepdims=True)
+        var = xp.mean(xhat * xhat, axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
+        xhat *= rstd
+        weight = affine[0] if self.has_weight else None
+        self.save_for_backward(xhat, rstd, weight)
+        y = xhat * weight if self.has_weight else xhat.copy()
+        if self.has_bias:
+            y += affine[-1]
+        return y
+
+    def backward(self, gy):
+        xhat, rstd, weight = self.saved
+        g = gy * weight if weight is not None else gy
+        gx = g - g.mean(axis=-1, keepdims=True)
+        gx -= xhat * (g * xhat).mean(axis=-1, keepdims=True)
+        gx *= rstd
+        flat_gy, flat_xhat = gy.reshape(-1, gy.shape[-1]), xhat.reshape(-1, xhat.shape[-1])
+        grads = [gx]
+        if self.has_weight:
+            grads.append((flat_gy * flat_xhat).sum(axis=0))
+        if self.has_bias:
+            grads.append(flat_gy.sum(axis=0))
+        return tuple(grads)
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != x.shape[-1:]:
+            raise ValueError(f"layer_norm {name} has shape {p.shape}, expected {x.shape[-1:]} (the last axis of x)")
+    affine = [p for p in (weight, bias) if p is not None]
+    return LayerNorm.apply(x, *affine, eps=eps, has_weight=weight is not None, has_bias=bias is not None)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Function):
+    """GELU(x) = x * Phi(x).
+
+    tanh form: y = 0.5 x (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
+               dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    exact:     y = 0.5 x (1 + erf(x / sqrt 2));  dy/dx = Phi(x) + x phi(x)
+    """
+
+    def forward(self, x):
+        xp = self.xp
+        if self.approximate == "tanh":
+            t = x * x
+            t *= 0.044715
+            t += 1
+            t *= x
+            t *= _SQRT_2_OVER_PI
+            xp.tanh(t, out=t)                                           # t = tanh(u)
+            self.save_for_backward(x, t)
+            y = t + 1
+            y *= x
+            y *= 0.5
+            return y
+        cdf = backend.erf(x * x.dtype.type(1 / math.sqrt(2)))
+        cdf += 1
+        cdf *= 0.5                                                      # Phi(x)
+        self.save_for_backward(x, cdf)
+        return x * cdf
+
+    def backward(self, gy):
+        x, saved = self.saved
+        xp = self.xp
+        if self.approximate == "tanh":
+            t = saved
+            inner = x * x
+            inner *= 3 * 0.044715
+            inner += 1
+            inner *= _SQRT_2_OVER_PI                  # du/dx
+            sech2 = t * t
+            xp.subtract(1, sech2, out=sech2)          # 1 - t^2
+            inner *= sech2
+            inner *= x
+            inner += t
+            inner += 1
+            inner *= 0.5                              # 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
+            inner *= gy
+            return inner
+        pdf = xp.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
+        return gy * (saved + x * pdf)
+
+
+def gelu(x, approximate="tanh"):
+    if approximate not in ("tanh", "none"):
+        raise ValueError(f"gelu approximate must be 'tanh' or 'none', got {approximate!r}")
+    return GELU.apply(x, approximate=approximate)
+
+
+class Dropout(Function):
+    """Zero each element with probability p and scale the survivors by 1/(1-p) (inverted dropout), so the
+    expected activation is unchanged and evaluation needs no rescaling. Backward applies the same mask."""
+
+    def forward(self, x):
+        keep = backend.rng(backend.device_of(x)).random(x.shape, dtype=x.dtype) >= self.p
+        mask = keep.astype(x.dtype)
+        mask *= 1.0 / (1.0 - self.p)
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, gy):
+        return gy * self.saved[0]
+
+
+def dropout(x, p=0.5, training=True):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p=p)
+
+
+# ----------------------------------------------------------------------------- lookups and projections
+class Embedding(Function):
+    """out = weight[idx]: a row lookup, which is what onehot(idx) @ weight computes.
+
+    Backward: the rows of dweight gather the gradients of every position that looked them up (a scatter-add:
+    a repeated id accumulates, it is not overwritten).
+    """
+
+    def forward(self, weight):
+        self.num_rows = weight.shape[0]
+        return weight[self.idx]
+
+    def backward(self, gy):
+        flat = gy.reshape(-1, gy.shape[-1])
+        return backend.scatter_add_rows(self.num_rows, self.idx.reshape(-1), flat)
+
+
+def embedding(idx, weight):
+    data = idx.data if isinstance(idx, Tensor) else weight.xp.asarray(idx)
+    if data.dtype.kind not in "iu":
+        raise TypeError(f"embedding indices must be integers, got dtype {data.dtype}")
+    if data.size and (int(data.min()) < 0 or int(data.max()) >= weight.shape[0]):
+        raise IndexError(f"embedding index out of range: ids span [{int(data.min())}, {int(data.max())}] "
+                         f"but the table has {weight.shape[0]} rows")
+    return Embedding.apply(weight, idx=data)
+
+
+class Linear(Function):
+    """y = x @ W.T + b with W of shape (out, in), like torch.nn.functional.linear.
+
+    Leading axes are flattened so each product is one 2-d GEMM on (B*T, in):
+        dx = dy @ W,   dW = dy.T @ x,   db = sum of dy over rows.
+    """
+
+    def forward(self, x, weight, *bias):
+        self.x_shape = x.shape
+        x2 = x.reshape(-1, x.shape[-1])                               # (N, in)
+        self.save_for_backward(x2, weight)
+        y = x2 @ weight.T                                             # (N, out)
+        if bias:
+            y += bias[0]
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, gy):
+        x2, weight = self.saved
+        g2 = gy.reshape(-1, gy.shape[-1])                             # (N, out)
+        gx = (g2 @ weight).reshape(self.x_shape) if self.needs_input_grad[0] else None
+        grads = (gx, g2.T @ x2 if self.needs_input_grad[1] else None)
+        return grads + ((g2.sum(axis=0),) if len(self.needs_input_grad) == 3 else ())
+
+
+def linear(x, weight, bias=None):
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but weight of shape "
+                         f"{weight.shape} expects {weight.shape[1]}")
+    return Linear.apply(x, weight, *(() if bias is None else (bias,)))
+
+
+# ----------------------------------------------------------------------------- attention
+_masks = {}
+
+
+def causal_mask(xp, n_queries, n_keys, dtype):
+    """Additive mask (0 where query i may see key j, -inf where j is in its future), aligned so that the last
+    query is the last position: query i sits at position n_keys - n_queries + i (what a KV cache needs).
+    Adding it is much faster than a boolean-mask write into the scores. Cached per shape."""
+    key = (xp.__name__, n_queries, n_keys, np.dtype(dtype).str)
+    if key not in _masks:
+        offset = n_keys - n_queries
+        allowed = xp.arange(n_keys)[None, :] <= xp.arange(n_queries)[:, None] + offset
+        _masks[key] = xp.where(allowed, 0.0, -np.inf).astype(dtype)
+    return _masks[key]
+
+
+class ScaledDotProductAttention(Function):
+    """O = dropout(softmax(Q K^T * scale + mask)) V for q (B, H, T, D), k and v (B, H, S, D).
+
+    Backward, with P the attention probabilities and A = dropout(P):
+        dV = A^T dO
+        dA = dO V^T,  dP = dA * dropout mask
+        dS = P * (dP - rowsum(dP * P))           (the softmax Jacobian-vector product)
+        dQ = dS K * scale,  dK = dS^T Q * scale
+    """
+
+    def forward(self, q, k, v):
+        xp = self.xp
+        scores = q @ xp.swapaxes(k, -1, -2)                         # (B, H, T, S)
+        scores *= q.dtype.type(self.scale)
+        if self.is_causal:
+            scores += causal_mask(xp, q.shape[-2], k.shape[-2], q.dtype)
+        scores -= scores.max(axis=-1, keepdims=True)
+        probs = xp.exp(scores, out=scores)
+        probs /= probs.sum(axis=-1, keepdims=True)                  # P
+        drop = None
+        if self.dropout_p > 0:
+            keep = backend.rng(backend.device_of(q)).random(probs.shape, dtype=q.dtype) >= self.dropout_p
+            drop = keep.astype(q.dtype)
+            drop *= 1.0 / (1.0 - self.dropout_p)
+        attn = probs * drop if drop is not None else probs          # A
+        self.save_for_backward(q, k, v, probs, drop)
+        return attn @ v                                             # (B, H, T, D)
+
+    def backward(self, gy):
+        q, k, v, probs, drop = self.saved
+        xp = self.xp
+        attn = probs * drop if drop is not None else probs
+        gv = xp.swapaxes(attn, -1, -2) @ gy                         # (B, H, S, D)
+        gp = gy @ xp.swapaxes(v, -1, -2)                            # (B, H, T, S)
+        if drop is not None:
+            gp *= drop
+        gs = gp * probs
+        gs -= probs * gs.sum(axis=-1, keepdims=True)
+        gs *= q.dtype.type(self.scale)
+        gq = gs @ k
+        gk = xp.swapaxes(gs, -1, -2) @ q
+        return gq, gk, gv
+
+
+def scaled_dot_product_attention(q, k, v, is_causal=False, dropout_p=0.0, scale=None):
+    """Attention over (B, H, T, D) tensors; scale defaults to 1/sqrt(D)."""
+    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim or q.shape[-1] != k.shape[-1] or \
+            k.shape[-2] != v.shape[-2] or q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
+        raise ValueError(f"scaled_dot_product_attention: q, k, v must be (..., T, D), (..., S, D), (..., S, Dv) "
+                         f"with matching batch axes, got {q.shape}, {k.shape}, {v.shape}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    return ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, dropout_p=dropout_p, scale=scale)

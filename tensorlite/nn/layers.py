@@ -1,0 +1,124 @@
+"""Layers with PyTorch's names, shapes and default initialisations."""
+import math
+
+import numpy as np
+
+from .. import backend
+from .. import functional as F
+from .module import Module, Parameter
+
+
+def _uniform(shape, bound):
+    """U(-bound, bound) from the framework's seeded generator, float32 (PyTorch's Linear default init)."""
+    return (backend.rng("cpu").random(shape, dtype="float32") * 2 - 1) * bound
+
+
+class Linear(Module):
+    """y = x W^T + b with W (out_features, in_features); init U(-1/sqrt(in), 1/sqrt(in)) for both, like PyTorch."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1 / math.sqrt(in_features) if in_features else 0.0
+        self.weight = Parameter(_uniform((out_features, in_features), bound))
+        self.bias = Parameter(_uniform((out_features,), bound)) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class LayerNorm(Module):
+    """Normalise the last axis to zero mean and unit variance, then scale (ones) and shift (zeros)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, bias=True):
+        super().__init__()
+        self.normalized_shape, self.eps = normalized_shape, eps
+        self.weight = Parameter(np.ones(normalized_shape, dtype="float32"))
+        self.bias = Parameter(np.zeros(normalized_shape, dtype="float32")) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    """A table of num_embeddings rows of size embedding_dim, looked up by integer ids; init N(0, 1)."""
+
+    def __init__(self, num_embeddings, embedding_dim):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(backend.rng("cpu").standard_normal((num_embeddings, embedding_dim),
+                                                                   dtype="float32"))
+
+    def forward(self, idx):
+        return F.embedding(idx, self.weight)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class GELU(Module):
+    def __init__(self, approximate="tanh"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class ModuleList(Module):
+    """A list of modules, registered under the names '0', '1', ... (so parameters are named `h.0.attn...`)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(ModuleList):
+    """Modules applied one after another."""
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x

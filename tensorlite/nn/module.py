@@ -1,0 +1,150 @@
+"""Module and Parameter: the bookkeeping that turns a pile of tensors into a model.
+
+Assigning a Parameter or a Module to an attribute registers it, in order, so `named_parameters()` can produce
+PyTorch's dotted names (`transformer.h.0.attn.c_attn.weight`) and `state_dict()` can save by them.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that is a trainable weight: requires grad, and is registered by the Module that holds it."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers and models: subclasses set attributes in __init__ and define forward()."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before setting "
+                                 f"attributes (setting {name!r})")
+        for registry in (self._parameters, self._modules, self._buffers):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """A non-trainable tensor that moves with the module (and is saved in state_dict when persistent)."""
+        setattr(self, name, tensor)
+        self._buffers[name] = (tensor, persistent)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ----- traversal
+    def named_modules(self, prefix=""):
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{k}" if name else k, m) for k, m in module._modules.items()]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_parameters(self):
+        """(dotted name, Parameter) pairs; a shared (tied) parameter appears once, under its first name."""
+        seen = set()
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def _named_persistent_buffers(self):
+        for prefix, module in self.named_modules():
+            for name, (tensor, persistent) in module._buffers.items():
+                if persistent:
+                    yield (f"{prefix}.{name}" if prefix else name), tensor
+
+    # ----- modes and devices
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, device):
+        """Move every parameter and buffer to `device` in place (the Parameter objects stay the same)."""
+        device = backend.check_device(device)
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = backend.to_device(p.data, device)
+                p.grad = None if p.grad is None else backend.to_device(p.grad, device)
+            for tensor, _ in m._buffers.values():
+                tensor.data = backend.to_device(tensor.data, device)
+        return self
+
+    # ----- saving and loading
+    def state_dict(self):
+        """Name -> NumPy array copy of every parameter and persistent buffer."""
+        entries = list(self.named_parameters()) + list(self._named_persistent_buffers())
+        return OrderedDict((name, backend.to_numpy(t.data).copy()) for name, t in entries)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into the existing parameters in place (so optimizers keep pointing at them).
+
+        Shape mismatches are always errors; missing or unexpected keys are errors when strict.
+        Returns (missing_keys, unexpected_keys)."""
+        own = OrderedDict(list(self.named_parameters()) + list(self._named_persistent_buffers()))
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, tensor in own.items():
+            if name not in state_dict:
+                continue
+            value = np.asarray(backend.to_numpy(state_dict[name]))
+            if value.shape != tensor.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {value.shape} in the state dict but "
+                                 f"{tensor.shape} in the model")
+            tensor.data[...] = tensor.xp.asarray(value, dtype=tensor.dtype)
+        return missing, unexpected
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+    def extra_repr(self):
+        return ""

@@ -1,0 +1,140 @@
+"""Optimizers (SGD, AdamW) with parameter groups, and nanoGPT's warmup + cosine learning-rate schedule.
+
+Updates run in place on the parameters' own arrays (NumPy or CuPy): no host round trip, and the Parameter
+objects never change, so a model and its optimizer stay linked.
+"""
+import math
+
+import numpy as np
+
+from . import backend
+
+
+class Optimizer:
+    """Holds param_groups (dicts with 'params' and hyper-parameters) and per-parameter state."""
+
+    def __init__(self, params, defaults):
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups = []
+        for group in groups:
+            unknown = set(group) - set(defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"unknown optimizer option(s) {sorted(unknown)}; expected {sorted(defaults)}")
+            self.param_groups.append({**defaults, **group, "params": list(group["params"])})
+        self.state = {}   # id(param) -> dict of arrays and the step count
+
+    def _params(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def zero_grad(self):
+        for p in self._params():
+            p.grad = None
+
+    def state_dict(self):
+        """{'state': {index: {name: NumPy array or number}}, 'param_groups': [options + param indices]}."""
+        index = {id(p): i for i, p in enumerate(self._params())}
+        state = {index[pid]: {k: backend.to_numpy(v).copy() if hasattr(v, "shape") else v for k, v in s.items()}
+                 for pid, s in self.state.items()}
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        params = self._params()
+        groups = state_dict["param_groups"]
+        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError("optimizer state_dict has a different number of parameter groups or parameters")
+        for group, saved in zip(self.param_groups, groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {}
+        for i, s in state_dict["state"].items():
+            p = params[int(i)]
+            entry = {}
+            for k, v in s.items():
+                if hasattr(v, "shape") and np.ndim(v) > 0:
+                    if tuple(v.shape) != p.shape:
+                        raise ValueError(f"optimizer state {k!r} of parameter {i} has shape {tuple(v.shape)}, "
+                                         f"the parameter has shape {p.shape}")
+                    entry[k] = p.xp.asarray(v, dtype=p.dtype)
+                else:
+                    entry[k] = v.item() if hasattr(v, "item") else v
+            self.state[id(p)] = entry
+
+
+class SGD(Optimizer):
+    """p -= lr * buf, buf = momentum * buf + (grad + weight_decay * p) (PyTorch's formulation)."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad + group["weight_decay"] * p.data if group["weight_decay"] else p.grad
+                if group["momentum"]:
+                    state = self.state.setdefault(id(p), {})
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = g.copy()
+                    else:
+                        buf = state["momentum_buffer"]
+                        buf *= group["momentum"]
+                        buf += g
+                    g = state["momentum_buffer"]
+                p.data -= group["lr"] * g
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW:
+
+        p *= 1 - lr * weight_decay
+        m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+        p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def step(self):
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                xp, g = p.xp, p.grad
+                state = self.state.get(id(p))
+                if state is None:
+                    state = self.state[id(p)] = {"step": 0, "exp_avg": xp.zeros_like(p.data),
+                                                 "exp_avg_sq": xp.zeros_like(p.data)}
+                state["step"] += 1
+                m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+                if decay:
+                    p.data *= 1 - lr * decay
+                m *= beta1
+                m += (1 - beta1) * g
+                v *= beta2
+                v += (1 - beta2) * g * g
+                denom = xp.sqrt(v)
+                denom *= 1 / math.sqrt(1 - beta2 ** t)
+                denom += eps
+                step = m / denom
+                step *= lr / (1 - beta1 ** t)
+                p.data -= step
+
+
+def warmup_cosine_lr(it, max_lr, min_lr, warmup_iters, decay_iters):
+    """nanoGPT's schedule: linear warmup to max_lr, cosine decay to min_lr at decay_iters, then min_lr."""
+    if it < warmup_iters:
+        return max_lr * (it + 1) / (warmup_iters + 1)
+    if it > decay_iters:
+        return min_lr
+    progress = (it - warmup_iters) / max(decay_iters - warmup_iters, 1)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)

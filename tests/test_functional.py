@@ -1,0 +1,172 @@
+"""tensorlite.functional: gradchecks of every composite op, forward values against direct NumPy formulas."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tensorlite as tl
+import tensorlite.functional as F
+
+shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5)
+
+
+def leaf(shape, device, seed=0, scale=1.0):
+    data = np.random.default_rng(seed).standard_normal(shape) * scale
+    return tl.tensor(data, dtype=tl.float64, device=device, requires_grad=True)
+
+
+def np_softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@given(shape=shapes, data=st.data())
+def test_softmax_and_log_softmax(device, shape, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = leaf(shape, device)
+    assert tl.gradcheck(lambda t: F.softmax(t, axis), [x])
+    assert tl.gradcheck(lambda t: F.log_softmax(t, axis), [x])
+    np.testing.assert_allclose(F.softmax(x, axis).numpy(), np_softmax(x.numpy(), axis), rtol=1e-12)
+    np.testing.assert_allclose(F.log_softmax(x, axis).numpy(), np.log(np_softmax(x.numpy(), axis)), atol=1e-12)
+
+
+def test_softmax_family_is_stable_at_extreme_logits(device):
+    x = tl.tensor([[1e4, 0.0, -1e4], [-1e4, -1e4, -1e4]], device=device)
+    for y in (F.softmax(x), F.log_softmax(x), F.cross_entropy(x, tl.tensor([2, 0], device=device))):
+        assert np.isfinite(y.numpy()).all()
+    np.testing.assert_allclose(F.softmax(x).numpy()[0], [1, 0, 0])
+    assert F.cross_entropy(x, tl.tensor([2, 0], device=device), reduction="none").numpy()[0] == pytest.approx(2e4)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(lead=hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4), n_classes=st.integers(2, 6),
+       data=st.data())
+def test_cross_entropy_with_ignore_index(device, reduction, lead, n_classes, data):
+    targets = data.draw(hnp.arrays(np.int64, lead, elements=st.integers(-1, n_classes - 1)))
+    logits = leaf(lead + (n_classes,), device)
+    t = tl.tensor(targets, device=device)
+    assert tl.gradcheck(lambda z: F.cross_entropy(z, t, ignore_index=-1, reduction=reduction), [logits])
+    # forward against -log softmax[target] over the rows that count
+    logp = np.log(np_softmax(logits.numpy()))
+    valid = targets != -1
+    per_row = np.where(valid, -np.take_along_axis(logp, np.maximum(targets, 0)[..., None], -1)[..., 0], 0)
+    expected = {"none": per_row, "sum": per_row.sum(), "mean": per_row.sum() / max(valid.sum(), 1)}[reduction]
+    np.testing.assert_allclose(F.cross_entropy(logits, t, reduction=reduction).numpy(), expected, atol=1e-12)
+
+
+def test_cross_entropy_errors():
+    logits = tl.zeros(3, 4)
+    with pytest.raises(IndexError, match="target 4 is out of range for 4 classes"):
+        F.cross_entropy(logits, tl.tensor([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"targets of shape \(2,\) do not match logits of shape \(3, 4\)"):
+        F.cross_entropy(logits, tl.tensor([0, 1]))
+    with pytest.raises(TypeError, match="integers"):
+        F.cross_entropy(logits, tl.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy(logits, tl.tensor([0, 1, 2]), reduction="avg")
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=5), affine=st.booleans())
+def test_layer_norm(device, shape, affine):
+    x = leaf(shape, device)
+    w, b = (leaf(shape[-1:], device, 1), leaf(shape[-1:], device, 2)) if affine else (None, None)
+    inputs = [x] + ([w, b] if affine else [])
+    assert tl.gradcheck(lambda *a: F.layer_norm(*a) if affine else F.layer_norm(a[0]), inputs)
+    xn = x.numpy()
+    expected = (xn - xn.mean(-1, keepdims=True)) / np.sqrt(xn.var(-1, keepdims=True) + 1e-5)
+    if affine:
+        expected = expected * w.numpy() + b.numpy()
+    np.testing.assert_allclose(F.layer_norm(x, w, b).numpy(), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@given(shape=shapes)
+def test_gelu(device, approximate, shape):
+    x = leaf(shape, device, scale=2.0)
+    assert tl.gradcheck(lambda t: F.gelu(t, approximate), [x])
+    xn = x.numpy()
+    if approximate == "tanh":
+        expected = 0.5 * xn * (1 + np.tanh(math.sqrt(2 / math.pi) * (xn + 0.044715 * xn ** 3)))
+    else:
+        expected = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in xn.reshape(-1)]).reshape(xn.shape)
+    np.testing.assert_allclose(F.gelu(x, approximate).numpy(), expected, atol=1e-12)
+
+
+def test_relu_and_dropout(device):
+    x = leaf((50, 40), device)
+    assert tl.gradcheck(F.relu, [leaf((3, 4), device, seed=9)])
+    tl.manual_seed(0)
+    y = F.dropout(x, p=0.25, training=True)
+    kept = y.numpy() != 0
+    assert 0.65 < kept.mean() < 0.85
+    np.testing.assert_allclose(y.numpy()[kept], x.numpy()[kept] / 0.75)  # inverted scaling
+    y.sum().backward()
+    np.testing.assert_allclose(tl.tensor(x.grad).numpy(), kept / 0.75)  # same mask in backward
+    assert F.dropout(x, 0.25, training=False) is x
+    tl.manual_seed(0)
+    np.testing.assert_array_equal(F.dropout(x, p=0.25).numpy(), y.numpy())  # seeded
+    with pytest.raises(ValueError, match="dropout probability"):
+        F.dropout(x, 1.0)
+
+
+def test_embedding_accumulates_repeated_ids(device):
+    w = leaf((5, 3), device)
+    idx = tl.tensor([[0, 2, 2], [4, 2, 0]], device=device)
+    assert tl.gradcheck(lambda t: F.embedding(idx, t), [w])
+    np.testing.assert_allclose(F.embedding(idx, w).numpy(), w.numpy()[idx.numpy()])
+    w.grad = None
+    F.embedding(idx, w).sum().backward()
+    np.testing.assert_allclose(tl.tensor(w.grad).numpy()[:, 0], [2, 0, 3, 0, 1])
+    with pytest.raises(IndexError, match="ids span"):
+        F.embedding(tl.tensor([5]), w)
+
+
+@given(lead=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3), n_in=st.integers(1, 4),
+       n_out=st.integers(1, 4), bias=st.booleans())
+def test_linear(device, lead, n_in, n_out, bias):
+    x, w = leaf(lead + (n_in,), device), leaf((n_out, n_in), device, 1)
+    b = leaf((n_out,), device, 2) if bias else None
+    assert tl.gradcheck(lambda *a: F.linear(*a), [x, w] + ([b] if bias else []))
+    expected = x.numpy() @ w.numpy().T + (b.numpy() if bias else 0)
+    np.testing.assert_allclose(F.linear(x, w, b).numpy(), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="expects"):
+        F.linear(leaf((2, n_in + 1), device), w)
+
+
+def naive_attention(q, k, v, causal, scale):
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    if causal:
+        t, n = s.shape[-2:]
+        s = np.where(np.arange(n)[None, :] <= np.arange(t)[:, None] + n - t, s, -np.inf)
+    return np_softmax(s) @ v
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@given(b=st.integers(1, 2), h=st.integers(1, 2), t=st.integers(1, 5), d=st.integers(1, 4), data=st.data())
+def test_scaled_dot_product_attention(device, causal, b, h, t, d, data):
+    s = data.draw(st.integers(t, t + 2)) if causal else data.draw(st.integers(1, 5))
+    q, k, v = leaf((b, h, t, d), device, 1), leaf((b, h, s, d), device, 2), leaf((b, h, s, d), device, 3)
+    assert tl.gradcheck(lambda *a: F.scaled_dot_product_attention(*a, is_causal=causal), [q, k, v])
+    expected = naive_attention(q.numpy(), k.numpy(), v.numpy(), causal, 1 / math.sqrt(d))
+    np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, is_causal=causal).numpy(), expected,
+                               atol=1e-12)
+
+
+def test_attention_dropout_uses_one_mask_forward_and_backward(device):
+    q, k, v = (leaf((1, 2, 6, 4), device, s) for s in (1, 2, 3))
+    tl.manual_seed(3)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.3)
+    assert not np.allclose(out.numpy(), F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy())
+
+    def seeded(*a):
+        tl.manual_seed(3)
+        return F.scaled_dot_product_attention(*a, is_causal=True, dropout_p=0.3)
+    assert tl.gradcheck(seeded, [q, k, v])
+
+
+def test_attention_shape_errors():
+    with pytest.raises(ValueError, match="must be"):
+        F.scaled_dot_product_attention(tl.zeros(1, 1, 3, 4), tl.zeros(1, 1, 3, 5), tl.zeros(1, 1, 3, 4))
