@@ -1,7 +1,7 @@
 """Layers and models: Module, Parameter and PyTorch-shaped layers."""
 from . import utils
-from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, ModuleList, ReLU, Sequential
+from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, ReLU, Sequential
 from .module import Module, Parameter
 
-__all__ = ["Module", "Parameter", "Linear", "LayerNorm", "Embedding", "Dropout", "GELU", "ReLU", "ModuleList",
+__all__ = ["Module", "Parameter", "Linear", "LayerNorm", "Embedding", "Dropout", "GELU", "ReLU", "ModuleList", "ModuleDict",
            "Sequential", "utils"]

@@ -112,6 +112,24 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
 
+class ModuleDict(Module):
+    """Modules registered under given names (nanoGPT's `transformer = ModuleDict(wte=..., h=...)`)."""
+
+    def __init__(self, modules=None, **named):
+        super().__init__()
+        for name, module in {**(modules or {}), **named}.items():
+            setattr(self, name, module)
+
+    def __getitem__(self, name):
+        return self._modules[name]
+
+    def __contains__(self, name):
+        return name in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+
 class Sequential(ModuleList):
     """Modules applied one after another."""
 

@@ -1,0 +1,11 @@
+"""A character-level GPT trained with tensorlite: model, data, training loop, decoding."""
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import ByteTokenizer, CharTokenizer, TextDataset, load_text, make_tokenizer
+from .decoding import beam_search, sample_next
+from .model import GPT, GPTConfig
+from .presets import PRESETS
+from .train import TrainConfig, Trainer, TrainingDiverged, evaluate
+
+__all__ = ["GPT", "GPTConfig", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text", "make_tokenizer",
+           "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next", "PRESETS",
+           "CheckpointError", "load_checkpoint", "save_checkpoint"]

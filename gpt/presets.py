@@ -1,0 +1,18 @@
+"""Named training configurations (model and optimisation), after nanoGPT's shakespeare-char configs."""
+
+_COMMON = dict(weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, bias=False, pos_encoding="learned",
+               learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, log_interval=10)
+
+PRESETS = {
+    # seconds on a laptop: for tests and for trying the command line
+    "tiny": dict(_COMMON, n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, dropout=0.0,
+                 max_iters=60, lr_decay_iters=60, warmup_iters=5, eval_interval=30, eval_iters=4),
+    # nanoGPT's CPU run (README of nanoGPT: "val loss 1.88"): a couple of minutes on 2 cores
+    "cpu": dict(_COMMON, n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
+                max_iters=2000, lr_decay_iters=2000, eval_interval=250, eval_iters=20),
+    # nanoGPT's config/train_shakespeare_char.py (val loss 1.4697 on one GPU)
+    "gpu": dict(_COMMON, n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2,
+                max_iters=5000, lr_decay_iters=5000, eval_interval=250, eval_iters=200),
+}
+
+MODEL_KEYS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos_encoding")

@@ -1,0 +1,121 @@
+"""The training loop: exact resume, atomic checkpoints, corrupt checkpoints, divergence, logs and plots."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gpt import TrainConfig, Trainer, TrainingDiverged
+from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.train import CHECKPOINT
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "data", "tinyshakespeare.txt")
+
+
+def small_data(tmp_path):
+    path = tmp_path / "small.txt"
+    path.write_text(open(DATA, encoding="utf-8").read()[:20000], encoding="utf-8")
+    return str(path)
+
+
+def config(tmp_path, name, **kw):
+    base = dict(out_dir=str(tmp_path / name), data=small_data(tmp_path), n_layer=1, n_head=2, n_embd=16,
+                block_size=16, batch_size=4, max_iters=20, lr_decay_iters=20, warmup_iters=3, eval_interval=10,
+                eval_iters=2, dropout=0.1, log_interval=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def params(trainer):
+    return {k: v.copy() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    straight = Trainer(config(tmp_path, "a"))
+    straight.run(progress=False)
+    first = Trainer(config(tmp_path, "b", max_iters=10))
+    first.run(progress=False)
+    resumed = Trainer(config(tmp_path, "b"), resume=True)
+    assert resumed.iter_num == 10
+    resumed.run(progress=False)
+    for name, value in params(straight).items():
+        np.testing.assert_array_equal(value, params(resumed)[name], err_msg=name)
+
+
+def test_checkpoint_holds_everything_and_log_and_plot_exist(tmp_path):
+    cfg = config(tmp_path, "c")
+    summary = Trainer(cfg).run(progress=False)
+    assert summary["status"] == "finished" and summary["iter"] == 20
+    model_state, optimizer_state, meta = load_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT))
+    assert meta["iter_num"] == 20 and meta["tokenizer"]["kind"] == "char"
+    assert set(meta["rng"]) == {"batches", "framework"} and optimizer_state["state"][0]["step"] == 20
+    assert "transformer.wte.weight" in model_state
+    records = [json.loads(line) for line in open(os.path.join(cfg.out_dir, "log.jsonl"))]
+    assert any("val_loss" in r and "val_bpc" in r for r in records) and any("ms_per_iter" in r for r in records)
+    assert os.path.getsize(os.path.join(cfg.out_dir, "loss.png")) > 1000
+    assert not [f for f in os.listdir(cfg.out_dir) if f.endswith(".tmp")]
+
+
+def test_corrupt_or_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    cfg = config(tmp_path, "d", max_iters=1)
+    Trainer(cfg).run(progress=False)
+    with pytest.raises(CheckpointError, match="another model config: n_embd=16 there, 32 here"):
+        Trainer(config(tmp_path, "d", n_embd=32), resume=True)
+    path = os.path.join(cfg.out_dir, CHECKPOINT)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(cfg, resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(config(tmp_path, "nothing-here"), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = config(tmp_path, "e", max_iters=30)
+    trainer = Trainer(cfg)
+    original_step = trainer.step
+
+    def poisoned_step():
+        loss, lr = original_step()
+        if trainer.iter_num >= 12:     # after the checkpoint at iteration 10
+            trainer.model.transformer.wte.weight.data[...] = np.nan
+            return loss * float("nan"), lr
+        return loss, lr
+    trainer.step = poisoned_step
+    with pytest.raises(TrainingDiverged, match="loss is nan at iteration 12.*last good checkpoint"):
+        trainer.run(progress=False)
+    model_state, _, meta = load_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT))
+    assert meta["iter_num"] == 10 and np.isfinite(model_state["transformer.wte.weight"]).all()
+
+
+def test_interrupt_saves_after_the_current_step(tmp_path):
+    import signal
+    cfg = config(tmp_path, "f", max_iters=50)
+    trainer = Trainer(cfg)
+    original_step = trainer.step
+
+    def step_then_ctrl_c():
+        result = original_step()
+        if trainer.iter_num == 7:
+            signal.raise_signal(signal.SIGINT)
+        return result
+    trainer.step = step_then_ctrl_c
+    summary = trainer.run(progress=False)
+    assert summary["status"] == "interrupted" and summary["iter"] == 7
+    assert load_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT))[2]["iter_num"] == 7
+
+
+def test_grad_accum_equals_one_big_batch(tmp_path):
+    """N micro-batches of B accumulate to the gradient of one batch of B*N (float64 precision check in
+    test_course; here: the trainer's scaling makes the two runs agree to float32 rounding)."""
+    big = Trainer(config(tmp_path, "g", batch_size=8, max_iters=1, dropout=0.0))
+    small = Trainer(config(tmp_path, "h", batch_size=4, grad_accum=2, max_iters=1, dropout=0.0))
+    rng_big, rng_small = np.random.default_rng(0), np.random.default_rng(0)
+    big.batch_rng, small.batch_rng = rng_big, rng_small
+    x, y = big.dataset.get_batch("train", 8, np.random.default_rng(0))
+    big.dataset.get_batch = lambda *a, **k: (x, y)
+    halves = iter([(x[:4], y[:4]), (x[4:], y[4:])])
+    small.dataset.get_batch = lambda *a, **k: next(halves)
+    big.step()
+    small.step()
+    for name, value in params(big).items():
+        np.testing.assert_allclose(params(small)[name], value, atol=1e-6, err_msg=name)
