@@ -29,7 +29,7 @@ class Block(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                            dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.attn_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
-        return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)))))
+        return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
 
 
 class TorchGPT(nn.Module):

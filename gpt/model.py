@@ -98,7 +98,7 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="none")   # exact erf GELU, as nanoGPT (nn.GELU())
+        self.gelu = nn.GELU(approximate="tanh")   # GPT-2's GELU (nanoGPT uses the exact one; 12 ms/step on CPU)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

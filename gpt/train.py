@@ -69,7 +69,7 @@ class TrainConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in PRESETS[name].items() if k in known}, **overrides)
+        return cls(**{**{k: v for k, v in PRESETS[name].items() if k in known}, **overrides})
 
     def __post_init__(self):
         positive = ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters", "log_interval")

