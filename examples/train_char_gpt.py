@@ -37,7 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--data", help="a UTF-8 text file (default: data/tinyshakespeare.txt)")
     parser.add_argument("--tokenizer", choices=["char", "byte"], default="char")
-    parser.add_argument("--no-bias", action="store_true", help="no biases in Linear and LayerNorm")
+    parser.add_argument("--bias", action="store_true", help="biases in Linear and LayerNorm (presets: none, as "
+                        "nanoGPT)")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     parser.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,8 +53,8 @@ def config_from_args(args):
     overrides.update(out_dir=args.out_dir, device=args.device, seed=args.seed, tokenizer=args.tokenizer)
     if args.data:
         overrides["data"] = args.data
-    if args.no_bias:
-        overrides["bias"] = False
+    if args.bias:
+        overrides["bias"] = True
     if "max_iters" in overrides and "lr_decay_iters" not in overrides:
         overrides["lr_decay_iters"] = overrides["max_iters"]   # decay over the run, as nanoGPT's configs do
     return TrainConfig.from_preset(args.preset, **overrides)

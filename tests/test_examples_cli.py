@@ -1,0 +1,77 @@
+"""The command lines end to end (tiny preset, seconds) and the one-line errors users get instead of tracebacks."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "examples", "train_char_gpt.py")
+SAMPLE = os.path.join(ROOT, "examples", "sample_char_gpt.py")
+
+
+def run(script, *args):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cli") / "run")
+    result = run(TRAIN, "--preset", "tiny", "--out-dir", out, "--no-progress", "--sample-tokens", "40")
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_train_then_resume_then_sample(trained):
+    out, stdout = trained
+    assert "val loss" in stdout and "---- sample ----" in stdout
+    assert {"ckpt.npz", "log.jsonl", "loss.png"} <= set(os.listdir(out))
+    resumed = run(TRAIN, "--preset", "tiny", "--out-dir", out, "--resume", "--max-iters", "70", "--no-progress",
+                  "--lr-decay-iters", "60", "--sample-tokens", "0")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "finished at iteration 70" in resumed.stdout
+    sample = run(SAMPLE, "--out-dir", out, "--start", "ROMEO:", "--max-new-tokens", "30", "--num-samples", "2")
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.count("ROMEO:") == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--max-iters", "-5"], "max_iters must be positive"),
+    (["--n-embd", "30", "--n-head", "4"], "divisible by n_head"),
+    (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+    (["--data", "/nonexistent.txt"], "data file not found"),
+])
+def test_bad_training_flags_are_one_line_errors(tmp_path, args, message):
+    result = run(TRAIN, "--preset", "tiny", "--out-dir", str(tmp_path), *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cuda_without_cupy_or_gpu_is_a_clear_error(tmp_path):
+    import tensorlite as tl
+    if tl.cuda_available():
+        pytest.skip("a GPU is present")
+    result = run(TRAIN, "--preset", "tiny", "--device", "cuda", "--out-dir", str(tmp_path))
+    assert result.returncode == 2 and "device 'cuda' needs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_resume_from_another_config_or_missing_checkpoint(trained, tmp_path):
+    out, _ = trained
+    other = run(TRAIN, "--preset", "tiny", "--out-dir", out, "--resume", "--n-embd", "64")
+    assert other.returncode == 2 and "another model config" in other.stderr
+    missing = run(TRAIN, "--preset", "tiny", "--out-dir", str(tmp_path / "empty"), "--resume")
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--temperature", "0"], "temperature must be > 0"),
+    (["--top-k", "0"], "top_k must be >= 1"),
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--start", ""], "--start must not be empty"),
+])
+def test_bad_sampling_flags(trained, args, message):
+    out, _ = trained
+    result = run(SAMPLE, "--out-dir", out, *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
