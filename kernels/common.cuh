@@ -1,0 +1,35 @@
+// common.cuh: what every tensorlite kernel shares. Included as #include "common.cuh" (compiled with -I kernels).
+#pragma once
+
+// Dynamic shared memory, sized at launch. Under the CPU emulator (TL_EMULATION) the emulation header defines
+// this macro itself, so the kernel sources stay the same for NVRTC, nvcc and g++.
+#ifndef TL_EMULATION
+#define TL_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+#define TL_WARP 32
+
+// Sum / max of `value` over the 32 lanes of a warp; every lane gets the result (butterfly reduction).
+__device__ __forceinline__ float warp_sum(float value) {
+    for (int offset = TL_WARP / 2; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+    return value;
+}
+
+__device__ __forceinline__ float warp_max(float value) {
+    for (int offset = TL_WARP / 2; offset > 0; offset /= 2)
+        value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
+    return value;
+}
+
+// Sum / max over all threads of a block (blockDim.x a multiple of 32, at most 1024). `scratch` holds 32 floats
+// of shared memory. Every thread gets the result. Two barriers: scratch may be reused right after.
+__device__ __forceinline__ float block_reduce(float value, float* scratch, bool is_max) {
+    const int lane = threadIdx.x % TL_WARP, warp = threadIdx.x / TL_WARP, n_warps = blockDim.x / TL_WARP;
+    value = is_max ? warp_max(value) : warp_sum(value);
+    if (lane == 0) scratch[warp] = value;
+    __syncthreads();
+    float total = lane < n_warps ? scratch[lane] : (is_max ? -INFINITY : 0.0f);
+    total = is_max ? warp_max(total) : warp_sum(total);
+    __syncthreads();
+    return total;
+}

@@ -1,0 +1,62 @@
+// Kernels that test the emulator itself (not product kernels).
+#include "common.cuh"
+
+// Each warp sums its 32 values with shuffles; lane 0 writes the warp's sum.
+extern "C" __global__ void warp_sums(const float* __restrict__ x, float* __restrict__ out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    float v = i < n ? x[i] : 0.0f;
+    v = warp_sum(v);
+    if (threadIdx.x % 32 == 0) out[i / 32] = v;
+}
+
+// Shuffle down (not xor): lane 0 of each warp ends with the total.
+extern "C" __global__ void warp_sums_down(const float* __restrict__ x, float* __restrict__ out) {
+    float v = x[blockIdx.x * 32 + threadIdx.x];
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+    if (threadIdx.x == 0) out[blockIdx.x] = v;
+}
+
+// Transpose a rows x cols matrix through a shared-memory tile (16 x 16, padded against bank conflicts).
+extern "C" __global__ void transpose(const float* __restrict__ in, float* __restrict__ out, int rows, int cols) {
+    __shared__ float tile[16][17];
+    int x = blockIdx.x * 16 + threadIdx.x, y = blockIdx.y * 16 + threadIdx.y;
+    if (x < cols && y < rows) tile[threadIdx.y][threadIdx.x] = in[y * cols + x];
+    __syncthreads();
+    x = blockIdx.y * 16 + threadIdx.x;
+    y = blockIdx.x * 16 + threadIdx.y;
+    if (x < rows && y < cols) out[y * rows + x] = tile[threadIdx.x][threadIdx.y];
+}
+
+// Every thread publishes its value, then reads its neighbour's: correct only with the barrier in between.
+extern "C" __global__ void rotate(const float* __restrict__ x, float* __restrict__ out, int with_barrier) {
+    TL_DYNAMIC_SHARED(float, slots);
+    int t = threadIdx.x;
+    slots[t] = x[blockIdx.x * blockDim.x + t];
+    if (with_barrier) __syncthreads();
+    out[blockIdx.x * blockDim.x + t] = slots[(t + 1) % blockDim.x];
+}
+
+// Block-wide reduction through common.cuh's block_reduce.
+extern "C" __global__ void block_sum(const float* __restrict__ x, float* __restrict__ out, int n) {
+    __shared__ float scratch[32];
+    float v = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) v += x[i];
+    float total = block_reduce(v, scratch, false);
+    if (threadIdx.x == 0) out[0] = total;
+}
+
+// Planted bug: reads one element past the end.
+extern "C" __global__ void off_by_one(const float* __restrict__ x, float* __restrict__ out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) out[0] += x[i];
+}
+
+// Planted bug: only half the threads reach the barrier.
+extern "C" __global__ void divergent_barrier(float* out) {
+    if (threadIdx.x < 16) __syncthreads();
+    else __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+    out[threadIdx.x] = 1.0f;
+}
+
+// atomicAdd on float from every thread of every block.
+extern "C" __global__ void atomic_count(float* counter) { atomicAdd(counter, 1.0f); }
