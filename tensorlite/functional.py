@@ -13,6 +13,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Function
+from .cuda import fused
 from .ops import relu  # noqa: F401  (re-exported: F.relu like torch.nn.functional.relu)
 from .tensor import Tensor
 
@@ -59,7 +60,8 @@ class LogSoftmax(Function):
 
 
 def softmax(x, axis=-1):
-    return Softmax.apply(x, axis=axis)
+    out = fused.softmax(x, axis)
+    return out if out is not None else Softmax.apply(x, axis=axis)
 
 
 def log_softmax(x, axis=-1):
@@ -119,8 +121,9 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
     if bool(bad.any()):
         raise IndexError(f"cross_entropy: target {int(target_data[bad].reshape(-1)[0])} is out of range for "
                          f"{n_classes} classes (ignore_index is {ignore_index})")
-    return CrossEntropy.apply(logits, targets=target_data, ignore_index=ignore_index, reduction=reduction,
-                              logits_shape=logits.shape)
+    out = fused.cross_entropy(logits, target_data, ignore_index, reduction)
+    return out if out is not None else CrossEntropy.apply(logits, targets=target_data, ignore_index=ignore_index,
+                                                          reduction=reduction, logits_shape=logits.shape)
 
 
 # ----------------------------------------------------------------------------- normalisation and activations
@@ -381,4 +384,6 @@ def scaled_dot_product_attention(q, k, v, is_causal=False, dropout_p=0.0, scale=
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    return ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, dropout_p=dropout_p, scale=scale)
+    out = fused.attention(q, k, v, is_causal, scale, dropout_p)
+    return out if out is not None else ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal,
+                                                                       dropout_p=dropout_p, scale=scale)

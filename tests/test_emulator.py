@@ -22,6 +22,9 @@ def test_warp_shuffle_reductions():
     down = np.zeros(3, np.float32)
     launch("warp_sums_down", (3,), (32,), [x, down])
     np.testing.assert_allclose(down, x.reshape(3, 32).sum(1), rtol=1e-5)
+    every = np.zeros(96, np.float32)
+    launch("warp_sums_every_lane", (1,), (96,), [x, every])
+    np.testing.assert_allclose(every, np.repeat(x.reshape(3, 32).sum(1), 32), rtol=1e-5)
 
 
 @pytest.mark.parametrize("rows,cols", [(16, 16), (5, 37), (33, 17)])
@@ -68,7 +71,7 @@ def test_atomic_add_and_argument_checks():
     counter = np.zeros(1, np.float32)
     launch("atomic_count", (3,), (64,), [counter])
     assert counter[0] == 192
-    with pytest.raises(TypeError, match="np.int32"):
+    with pytest.raises(TypeError, match="np.int32, np.uint32"):
         launch("warp_sums", (1,), (32,), [np.zeros(32, np.float32), np.zeros(1, np.float32), 32])
     with pytest.raises(TypeError, match="takes 3 arguments"):
         launch("warp_sums", (1,), (32,), [np.zeros(32, np.float32)])

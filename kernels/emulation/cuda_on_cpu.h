@@ -106,15 +106,16 @@ inline bool release_warp(int first, int count) {
     unsigned int ballot = 0;
     for (int i = first; i < first + count; ++i)
         if (s.fibers[i].wait == AT_WARP) ballot |= s.fibers[i].ballot_in << (i - first);
-    for (int i = first; i < first + count; ++i) {
+    for (int i = first; i < first + count; ++i) {   // every lane reads before any lane is released
         Fiber& f = s.fibers[i];
         if (f.wait != AT_WARP) continue;
         int src = f.shfl_src;
         bool valid = src >= 0 && src < count && s.fibers[first + src].wait == AT_WARP;
         f.shfl_out = valid ? s.fibers[first + src].shfl_in : f.shfl_in;
         f.ballot_in = ballot;
-        f.wait = RUNNING;
     }
+    for (int i = first; i < first + count; ++i)
+        if (s.fibers[i].wait == AT_WARP) s.fibers[i].wait = RUNNING;
     return true;
 }
 

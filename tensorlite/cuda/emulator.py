@@ -40,7 +40,7 @@ def cache_dir():
 
 
 def parse_kernels(source_text):
-    """[(name, [parameter types])] of every `extern "C" __global__ void name(...)` in a source."""
+    """[(name, [parameter types])] of every `extern "C" __global__ void name(...)` in (preprocessed) source."""
     kernels = []
     for name, params in _KERNEL.findall(source_text):
         types = []
@@ -49,6 +49,15 @@ def parse_kernels(source_text):
             types.append(" ".join(words[:-1]))          # drop the parameter's name
         kernels.append((name, types))
     return kernels
+
+
+def _preprocess(path, *include_dirs):
+    """The source after the C preprocessor, so kernels whose parameters come from a macro parse too."""
+    cmd = ["g++", "-E", "-P", "-x", "c++", "-DTL_EMULATION", *[f"-I{d}" for d in include_dirs], path]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise EmulatorBuildError(f"the preprocessor failed on {path}:\n{result.stderr[-4000:]}")
+    return result.stdout
 
 
 def _wrapper(source_path, kernels):
@@ -82,7 +91,7 @@ def build(source, kernel_dir=None):
     texts = [open(p, encoding="utf-8").read() for p in (path, header)]
     texts += [open(os.path.join(d, f), encoding="utf-8").read() for d in {kdir, main_dir}
               for f in sorted(os.listdir(d)) if f.endswith(".cuh")]
-    kernels = parse_kernels(texts[0])
+    kernels = parse_kernels(_preprocess(path, kdir, main_dir))
     if not kernels:
         raise EmulatorBuildError(f'{source} defines no extern "C" __global__ kernel')
     digest = hashlib.sha256("\0".join(texts + [" ".join(CXX_FLAGS), path]).encode()).hexdigest()[:20]
@@ -148,15 +157,16 @@ class GuardedBuffer:
         self.map.close()
 
 
+_SCALARS = {np.int32: ctypes.c_int32, np.uint32: ctypes.c_uint32, np.int64: ctypes.c_int64,
+            np.float32: ctypes.c_float}
+
+
 def _scalar(value):
-    if isinstance(value, np.int32):
-        return ctypes.c_int32(int(value))
-    if isinstance(value, np.int64):
-        return ctypes.c_int64(int(value))
-    if isinstance(value, np.float32):
-        return ctypes.c_float(float(value))
-    raise TypeError(f"kernel scalar arguments must be np.int32, np.int64 or np.float32, got {type(value).__name__}"
-                    f" ({value!r}): CUDA would read the wrong number of bytes")
+    """A NumPy scalar as the C type of the same width: a Python int or float has no width, so it is refused."""
+    if type(value) not in _SCALARS:
+        raise TypeError(f"kernel scalar arguments must be np.int32, np.uint32, np.int64 or np.float32, got "
+                        f"{type(value).__name__} ({value!r}): CUDA would read the wrong number of bytes")
+    return _SCALARS[type(value)](value.item())
 
 
 def launch(source, kernel, grid, block, shared_mem, args, kernel_dir=None):

@@ -60,3 +60,9 @@ extern "C" __global__ void divergent_barrier(float* out) {
 
 // atomicAdd on float from every thread of every block.
 extern "C" __global__ void atomic_count(float* counter) { atomicAdd(counter, 1.0f); }
+
+// Butterfly reduction: every lane (not only lane 0) must end with the warp's total.
+extern "C" __global__ void warp_sums_every_lane(const float* __restrict__ x, float* __restrict__ out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    out[i] = warp_sum(x[i]);
+}

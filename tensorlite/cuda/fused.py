@@ -1,0 +1,109 @@
+"""Autograd Functions around the fused kernels, and the entry points tensorlite.functional tries first.
+
+Each entry point returns None when its kernel does not apply (mode, device, dtype or shape), and F then takes its
+reference path: the fused kernels plug in behind the same call, with the same signature.
+"""
+import numpy as np
+
+from .. import backend
+from ..autograd import Function
+from . import launch
+from .mode import runs_fused
+
+
+def _contiguous(xp, a):
+    return xp.ascontiguousarray(a, dtype=np.float32)
+
+
+class FlashAttention(Function):
+    """Attention by kernels/flash_attention.cu: O and the logsumexp forward; dQ, dK, dV recomputed from them."""
+
+    def forward(self, q, k, v):
+        xp = self.xp
+        q, k, v = (_contiguous(xp, a) for a in (q, k, v))
+        o = xp.empty_like(q)
+        lse = xp.empty(q.shape[:3], dtype=np.float32)
+        launch.run(launch.flash_forward(q, k, v, o, lse, self.scale, self.causal, self.dropout_p, self.seed))
+        self.save_for_backward(q, k, v, o, lse)
+        return o
+
+    def backward(self, do):
+        xp = self.xp
+        q, k, v, o, lse = self.saved
+        do = _contiguous(xp, do)
+        dvec = xp.empty(lse.shape, dtype=np.float32)
+        dq, dk, dv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
+        args = (self.scale, self.causal, self.dropout_p, self.seed)
+        launch.run(launch.flash_backward_dot(do, o, dvec))
+        launch.run(launch.flash_backward_dkdv(q, k, v, do, lse, dvec, dk, dv, *args))
+        launch.run(launch.flash_backward_dq(q, k, v, do, lse, dvec, dq, *args))
+        return dq, dk, dv
+
+
+class FusedSoftmax(Function):
+    """Row softmax over the last axis by kernels/softmax.cu."""
+
+    def forward(self, x):
+        x2 = _contiguous(self.xp, x.reshape(-1, x.shape[-1]))
+        y = self.xp.empty_like(x2)
+        launch.run(launch.softmax_forward(x2, y))
+        self.save_for_backward(y)
+        return y.reshape(x.shape)
+
+    def backward(self, gy):
+        y, = self.saved
+        dy = _contiguous(self.xp, gy.reshape(y.shape))
+        dx = self.xp.empty_like(y)
+        launch.run(launch.softmax_backward(y, dy, dx))
+        return dx.reshape(gy.shape)
+
+
+class FusedSoftmaxCrossEntropy(Function):
+    """Per-row loss and dlogits = softmax - onehot in one pass; backward only scales the saved dlogits."""
+
+    def forward(self, logits):
+        xp = self.xp
+        flat = _contiguous(xp, logits.reshape(-1, logits.shape[-1]))
+        targets = xp.ascontiguousarray(self.targets.reshape(-1), dtype=np.int64)
+        losses = xp.empty(flat.shape[0], dtype=np.float32)
+        dlogits = xp.empty_like(flat)
+        launch.run(launch.softmax_xent(flat, targets, losses, dlogits, self.ignore_index))
+        valid = targets != self.ignore_index
+        self.n_valid = xp.maximum(valid.sum(), 1).astype(np.float32)    # stays on the device: no host sync
+        self.save_for_backward(dlogits)
+        if self.reduction == "none":
+            return losses.reshape(self.targets.shape)
+        total = losses.sum()
+        return total if self.reduction == "sum" else total / self.n_valid
+
+    def backward(self, gy):
+        dlogits, = self.saved
+        if self.reduction == "none":
+            dlogits *= gy.reshape(-1, 1)
+        else:
+            dlogits *= gy / self.n_valid if self.reduction == "mean" else gy
+        return dlogits.reshape(self.logits_shape)
+
+
+def _applies(x):
+    return runs_fused(backend.is_cuda_array(x.data)) and x.dtype == np.float32
+
+
+def attention(q, k, v, is_causal, scale, dropout_p):
+    if not (_applies(q) and q.ndim == 4 and q.shape == k.shape == v.shape and q.shape[-1] in launch.FA_HEAD_SIZES):
+        return None
+    seed = int(backend.rng(q.device).integers(0, 2 ** 32)) if dropout_p > 0 else 0
+    return FlashAttention.apply(q, k, v, scale=scale, causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)
+
+
+def softmax(x, axis):
+    if not (_applies(x) and x.ndim >= 1 and axis in (-1, x.ndim - 1) and x.size > 0):
+        return None
+    return FusedSoftmax.apply(x)
+
+
+def cross_entropy(logits, targets, ignore_index, reduction):
+    if not (_applies(logits) and logits.size > 0):
+        return None
+    return FusedSoftmaxCrossEntropy.apply(logits, targets=targets, ignore_index=ignore_index, reduction=reduction,
+                                          logits_shape=logits.shape)

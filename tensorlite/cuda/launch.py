@@ -1,0 +1,136 @@
+"""Launch specs: for each kernel, one function that checks its arguments and says how to launch it.
+
+A LaunchSpec (source file, kernel name, grid, block, shared memory, argument tuple) is everything a launch needs,
+so the same spec runs on a GPU through CuPy's RawModule and on the CPU through the emulator: the Python launch code
+is tested in CI, not only the kernel bodies. Every spec function rejects what would make a kernel read out of
+bounds (wrong dtype, shape or contiguity) with an error naming the argument.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import backend
+from .sources import kernel_dir, read_source
+
+FA_ROWS = 64                 # threads per block of the flash attention kernels (kernels/flash_attention.cu)
+FA_HEAD_SIZES = (32, 64, 128)
+ROW_THREADS = 128            # threads per block of the row kernels (kernels/softmax.cu)
+NVRTC_OPTIONS = ("--std=c++17",)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    source: str
+    kernel: str
+    grid: tuple
+    block: tuple
+    shared_mem: int
+    args: tuple
+
+
+def _check_float32(name, *arrays, shape=None):
+    for i, a in enumerate(arrays):
+        if a.dtype != np.float32:
+            raise TypeError(f"{name}: argument {i} must be float32, got {a.dtype}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name}: argument {i} must be C-contiguous")
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{name}: argument {i} has shape {a.shape}, expected {shape}")
+
+
+def _attention_shape(name, q):
+    if q.ndim != 4 or q.shape[-1] not in FA_HEAD_SIZES or q.shape[2] < 1:
+        raise ValueError(f"{name}: q must be (B, H, T, D) with D in {FA_HEAD_SIZES}, got shape {q.shape}")
+    B, H, T, D = q.shape
+    return B, H, T, D
+
+
+def _attention_scalars(T, scale, causal, dropout_p, seed):
+    return (np.int32(T), np.float32(scale), np.int32(bool(causal)), np.float32(dropout_p), np.uint32(seed))
+
+
+def flash_forward(q, k, v, o, lse, scale, causal, dropout_p, seed):
+    B, H, T, D = _attention_shape("flash_attn_fwd", q)
+    _check_float32("flash_attn_fwd", q, k, v, o, shape=q.shape)
+    _check_float32("flash_attn_fwd lse", lse, shape=(B, H, T))
+    return LaunchSpec("flash_attention.cu", f"flash_attn_fwd_d{D}", (-(-T // FA_ROWS), B * H), (FA_ROWS,), 0,
+                      (q, k, v, o, lse) + _attention_scalars(T, scale, causal, dropout_p, seed))
+
+
+def flash_backward_dot(do, o, dvec):
+    B, H, T, D = _attention_shape("flash_attn_bwd_dot", o)
+    _check_float32("flash_attn_bwd_dot", do, o, shape=o.shape)
+    _check_float32("flash_attn_bwd_dot dvec", dvec, shape=(B, H, T))
+    rows = B * H * T
+    return LaunchSpec("flash_attention.cu", "flash_attn_bwd_dot", (-(-rows // 256),), (256,), 0,
+                      (do, o, dvec, np.int32(rows), np.int32(D)))
+
+
+def flash_backward_dkdv(q, k, v, do, lse, dvec, dk, dv, scale, causal, dropout_p, seed):
+    B, H, T, D = _attention_shape("flash_attn_bwd_dkdv", q)
+    _check_float32("flash_attn_bwd_dkdv", q, k, v, do, dk, dv, shape=q.shape)
+    _check_float32("flash_attn_bwd_dkdv lse/dvec", lse, dvec, shape=(B, H, T))
+    return LaunchSpec("flash_attention.cu", f"flash_attn_bwd_dkdv_d{D}", (-(-T // FA_ROWS), B * H), (FA_ROWS,),
+                      0, (q, k, v, do, lse, dvec, dk, dv) + _attention_scalars(T, scale, causal, dropout_p, seed))
+
+
+def flash_backward_dq(q, k, v, do, lse, dvec, dq, scale, causal, dropout_p, seed):
+    B, H, T, D = _attention_shape("flash_attn_bwd_dq", q)
+    _check_float32("flash_attn_bwd_dq", q, k, v, do, dq, shape=q.shape)
+    _check_float32("flash_attn_bwd_dq lse/dvec", lse, dvec, shape=(B, H, T))
+    return LaunchSpec("flash_attention.cu", f"flash_attn_bwd_dq_d{D}", (-(-T // FA_ROWS), B * H), (FA_ROWS,), 0,
+                      (q, k, v, do, lse, dvec, dq) + _attention_scalars(T, scale, causal, dropout_p, seed))
+
+
+def _rows(name, x):
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name}: expected a non-empty (rows, cols) matrix, got shape {x.shape}")
+    return x.shape
+
+
+def softmax_forward(x, y):
+    rows, cols = _rows("softmax_fwd", x)
+    _check_float32("softmax_fwd", x, y, shape=x.shape)
+    return LaunchSpec("softmax.cu", "softmax_fwd", (rows,), (ROW_THREADS,), 0, (x, y, np.int32(rows), np.int32(cols)))
+
+
+def softmax_backward(y, dy, dx):
+    rows, cols = _rows("softmax_bwd", y)
+    _check_float32("softmax_bwd", y, dy, dx, shape=y.shape)
+    return LaunchSpec("softmax.cu", "softmax_bwd", (rows,), (ROW_THREADS,), 0,
+                      (y, dy, dx, np.int32(rows), np.int32(cols)))
+
+
+def softmax_xent(logits, targets, loss, dlogits, ignore_index):
+    rows, cols = _rows("softmax_xent", logits)
+    _check_float32("softmax_xent", logits, dlogits, shape=logits.shape)
+    _check_float32("softmax_xent loss", loss, shape=(rows,))
+    if targets.dtype != np.int64 or targets.shape != (rows,) or not targets.flags.c_contiguous:
+        raise ValueError(f"softmax_xent: targets must be contiguous int64 of shape ({rows},), got "
+                         f"{targets.dtype} {targets.shape}")
+    return LaunchSpec("softmax.cu", "softmax_xent", (rows,), (ROW_THREADS,), 0,
+                      (logits, targets, loss, dlogits, np.int32(rows), np.int32(cols), np.int64(ignore_index)))
+
+
+# ----------------------------------------------------------------------------- runners
+_modules = {}
+
+
+def _cupy_function(source, kernel):
+    """RawModule compiled once per (source, options, device), then cached."""
+    cupy = backend.cupy_or_raise()
+    code = read_source(source)
+    key = (source, hash(code), NVRTC_OPTIONS, cupy.cuda.Device().id)
+    if key not in _modules:
+        _modules[key] = cupy.RawModule(code=code, options=NVRTC_OPTIONS + (f"-I{kernel_dir()}",))
+    return _modules[key].get_function(kernel)
+
+
+def run(spec):
+    """Launch a spec on the device its arrays live on: CuPy for GPU arrays, the emulator for NumPy arrays."""
+    arrays = [a for a in spec.args if isinstance(a, np.ndarray) or backend.is_cuda_array(a)]
+    if arrays and backend.is_cuda_array(arrays[0]):
+        _cupy_function(spec.source, spec.kernel)(spec.grid, spec.block, spec.args, shared_mem=spec.shared_mem)
+    else:
+        from . import emulator
+        emulator.launch(spec.source, spec.kernel, spec.grid, spec.block, spec.shared_mem, spec.args)

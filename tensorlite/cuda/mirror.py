@@ -1,0 +1,102 @@
+"""NumPy mirrors of the CUDA kernels: the same algorithm, tile by tile, readable and testable on any machine.
+
+`flash_forward` walks K/V in tiles of FA_TILE keys for blocks of FA_ROWS queries, keeping the online softmax
+(running max m, running sum l, output rescaled by exp(m_old - m_new)) exactly as kernels/flash_attention.cu
+does per thread; `flash_backward` recomputes P from Q, K and the logsumexp, tile by tile, as its dK/dV and dQ
+kernels do. Tests check both against the naive formula; the emulated kernels are checked against these.
+"""
+import numpy as np
+
+FA_ROWS = 64    # must match kernels/flash_attention.cu
+FA_TILE = 32
+
+
+def dropout_uniform(seed, bh, i, j):
+    """The kernel's counter-based hash: uniform [0, 1) for every (batch-head, row, col), in uint32 arithmetic."""
+    with np.errstate(over="ignore"):
+        h = (np.uint32(seed) ^ (np.asarray(bh, np.uint32) * np.uint32(0x9E3779B1))
+             ^ (np.asarray(i, np.uint32) * np.uint32(0x85EBCA77)) ^ (np.asarray(j, np.uint32) * np.uint32(0xC2B2AE3D)))
+        h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
+        h = (h ^ (h >> np.uint32(15))) * np.uint32(0x846CA68B)
+        h = h ^ (h >> np.uint32(16))
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+
+
+def dropout_keep(p, seed, bh, i, j):
+    """0 or 1/(1-p) per attention weight: the mask both the kernel and this mirror apply."""
+    if p <= 0:
+        return np.float32(1.0)
+    return np.where(dropout_uniform(seed, bh, i, j) >= np.float32(p), np.float32(1 / (1 - p)), np.float32(0))
+
+
+def _visible(rows, cols, T, causal):
+    """(len(rows), len(cols)) mask of the keys each query row may attend to."""
+    ok = (cols[None, :] < T) & (rows[:, None] < T)
+    return ok & (cols[None, :] <= rows[:, None]) if causal else ok
+
+
+def _keep(dropout_p, seed, rows, cols, n_bh):
+    bh = np.arange(n_bh)[:, None, None]
+    return dropout_keep(dropout_p, seed, bh, rows[None, :, None], cols[None, None, :])
+
+
+def flash_forward(q, k, v, causal=False, scale=None, dropout_p=0.0, seed=0):
+    """q, k, v (B, H, T, D) -> (o (B, H, T, D), lse (B, H, T)) by tiles with an online softmax."""
+    B, H, T, D = q.shape
+    scale = 1 / np.sqrt(D) if scale is None else scale
+    qs, ks, vs = (a.reshape(B * H, T, D).astype(np.float32) for a in (q, k, v))
+    o = np.zeros_like(qs)
+    lse = np.zeros((B * H, T), np.float32)
+    for first in range(0, T, FA_ROWS):
+        rows = np.arange(first, min(first + FA_ROWS, T))
+        qb = qs[:, rows] * np.float32(scale)                                   # (BH, R, D)
+        m = np.full((B * H, len(rows)), -np.inf, np.float32)
+        l = np.zeros_like(m)
+        acc = np.zeros_like(qb)
+        last_key = min(T, first + FA_ROWS) if causal else T
+        for start in range(0, last_key, FA_TILE):
+            cols = np.arange(start, min(start + FA_TILE, T))
+            s = np.where(_visible(rows, cols, T, causal), qb @ ks[:, cols].transpose(0, 2, 1), -np.inf)
+            m_new = np.maximum(m, s.max(axis=-1))
+            seen = m_new > -np.inf                                         # rows with a visible key so far
+            correction = np.where(seen, np.exp(np.where(seen, m - m_new, 0)), 0)
+            p = np.where(seen[..., None], np.exp(s - np.where(seen, m_new, 0)[..., None]), 0)
+            l = l * correction + p.sum(axis=-1)
+            acc = acc * correction[..., None] + (p * _keep(dropout_p, seed, rows, cols, B * H)) @ vs[:, cols]
+            m = m_new
+        o[:, rows] = acc / l[..., None]
+        lse[:, rows] = m + np.log(l)
+    return o.reshape(B, H, T, D), lse.reshape(B, H, T)
+
+
+def flash_backward(q, k, v, o, lse, do, causal=False, scale=None, dropout_p=0.0, seed=0):
+    """Gradients (dq, dk, dv) with P recomputed from q, k and lse; Dvec = rowsum(dO * O)."""
+    B, H, T, D = q.shape
+    scale = 1 / np.sqrt(D) if scale is None else scale
+    qs, ks, vs, os_, dos = (a.reshape(B * H, T, D).astype(np.float32) for a in (q, k, v, o, do))
+    lses = lse.reshape(B * H, T)
+    dvec = (dos * os_).sum(axis=-1)                                            # (BH, T)
+    dq, dk, dv = np.zeros_like(qs), np.zeros_like(ks), np.zeros_like(vs)
+
+    def tile_terms(rows, cols):
+        """P, dropout multiplier and dS for a (rows x cols) block, recomputed from the saved logsumexp."""
+        s = qs[:, rows] @ ks[:, cols].transpose(0, 2, 1) * np.float32(scale)
+        p = np.where(_visible(rows, cols, T, causal), np.exp(s - lses[:, rows, None]), 0)
+        keep = _keep(dropout_p, seed, rows, cols, B * H)
+        dp = dos[:, rows] @ vs[:, cols].transpose(0, 2, 1)
+        return p, keep, p * (dp * keep - dvec[:, rows, None])
+
+    for first in range(0, T, FA_ROWS):                         # dK, dV: a block of keys walks the query tiles
+        cols = np.arange(first, min(first + FA_ROWS, T))
+        for start in range((first // FA_TILE) * FA_TILE if causal else 0, T, FA_TILE):
+            rows = np.arange(start, min(start + FA_TILE, T))
+            p, keep, ds = tile_terms(rows, cols)
+            dv[:, cols] += (p * keep).transpose(0, 2, 1) @ dos[:, rows]
+            dk[:, cols] += ds.transpose(0, 2, 1) @ qs[:, rows] * np.float32(scale)
+    for first in range(0, T, FA_ROWS):                         # dQ: a block of queries walks the key tiles
+        rows = np.arange(first, min(first + FA_ROWS, T))
+        for start in range(0, min(T, first + FA_ROWS) if causal else T, FA_TILE):
+            cols = np.arange(start, min(start + FA_TILE, T))
+            dq[:, rows] += tile_terms(rows, cols)[2] @ ks[:, cols] * np.float32(scale)
+    shape = (B, H, T, D)
+    return dq.reshape(shape), dk.reshape(shape), dv.reshape(shape)
