@@ -304,7 +304,10 @@ class Linear(Function):
         x2, weight = self.saved
         g2 = gy.reshape(-1, gy.shape[-1])                             # (N, out)
         gx = (g2 @ weight).reshape(self.x_shape) if self.needs_input_grad[0] else None
-        grads = (gx, g2.T @ x2 if self.needs_input_grad[1] else None)
+        gw = None
+        if self.needs_input_grad[1]:   # (out, in): BLAS is faster with the larger of the two as the row count
+            gw = g2.T @ x2 if weight.shape[0] >= weight.shape[1] else (x2.T @ g2).T
+        grads = (gx, gw)
         return grads + ((g2.sum(axis=0),) if len(self.needs_input_grad) == 3 else ())
 
 
