@@ -11,22 +11,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorlite as tl  # noqa: E402
 from cli_common import run_cli  # noqa: E402
-from gpt import GPT, GPTConfig, beam_search, load_checkpoint  # noqa: E402
-from gpt.checkpoint import CheckpointError  # noqa: E402
-from gpt.data import tokenizer_from_dict  # noqa: E402
+from gpt import beam_search, load_model  # noqa: E402
 from gpt.decoding import check_decoding_args  # noqa: E402
-from gpt.train import CHECKPOINT  # noqa: E402
-
-
-def load_model(out_dir, device="cpu"):
-    """(model in eval mode, tokenizer) from out_dir/ckpt.npz."""
-    model_state, _, meta = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
-    model = GPT(GPTConfig(**meta["model_config"]))
-    try:
-        model.load_state_dict(model_state)
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {err}") from None
-    return model.to(device).eval(), tokenizer_from_dict(meta["tokenizer"])
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """A character-level GPT trained with tensorlite: model, data, training loop, decoding."""
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .data import ByteTokenizer, CharTokenizer, TextDataset, load_text, make_tokenizer
 from .decoding import beam_search, sample_next
 from .model import GPT, GPTConfig
@@ -8,4 +8,4 @@ from .train import TrainConfig, Trainer, TrainingDiverged, evaluate
 
 __all__ = ["GPT", "GPTConfig", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text", "make_tokenizer",
            "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next", "PRESETS",
-           "CheckpointError", "load_checkpoint", "save_checkpoint"]
+           "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]

@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 
+CHECKPOINT = "ckpt.npz"   # the file name inside a run's out_dir
 FORMAT_VERSION = 1
 META_KEY = "__meta__"
 
@@ -69,3 +70,16 @@ def load_checkpoint(path):
         state.setdefault(int(index), {}).update(scalars)
     optimizer_state = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
     return model_state, optimizer_state, meta
+
+
+def load_model(out_dir, device="cpu"):
+    """(GPT in eval mode, tokenizer) from out_dir/ckpt.npz, for sampling and inspection."""
+    from .data import tokenizer_from_dict
+    from .model import GPT, GPTConfig
+    model_state, _, meta = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
+    model = GPT(GPTConfig(**meta["model_config"]))
+    try:
+        model.load_state_dict(model_state)
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {err}") from None
+    return model.to(device).eval(), tokenizer_from_dict(meta["tokenizer"])

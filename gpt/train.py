@@ -19,12 +19,11 @@ import tensorlite as tl
 from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from .data import DEFAULT_DATA, TextDataset, load_text, make_tokenizer, tokenizer_from_dict
 from .model import GPT, GPTConfig
 from .presets import MODEL_KEYS, PRESETS
 
-CHECKPOINT = "ckpt.npz"
 LOG = "log.jsonl"
 
 
