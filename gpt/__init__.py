@@ -3,9 +3,10 @@ from .checkpoint import CheckpointError, load_checkpoint, load_model, save_check
 from .data import ByteTokenizer, CharTokenizer, TextDataset, load_text, make_tokenizer
 from .decoding import beam_search, sample_next
 from .model import GPT, GPTConfig
+from .ngram import NGramModel, metrics
 from .presets import PRESETS
 from .train import TrainConfig, Trainer, TrainingDiverged, evaluate
 
 __all__ = ["GPT", "GPTConfig", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text", "make_tokenizer",
            "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next", "PRESETS",
-           "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]
+           "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]

@@ -83,13 +83,18 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         return x.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)
 
+    def attend(self, q, k, v):
+        """Causal attention of the heads (the experiments in examples/experiments/ swap this to compare masks
+        and scales)."""
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                              dropout_p=self.dropout if self.training else 0.0)
+
     def forward(self, x, cache=None):
         B, T, C = x.shape
         q, k, v = (self.heads(t) for t in self.c_attn(x).split(C, axis=2))        # (B, H, T, D) each
         if cache is not None:
             k, v = cache.extend(self.layer, k, v)                                  # (B, H, S, D), S >= T
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = self.attend(q, k, v)                                                   # (B, H, T, D)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                               # re-assemble the heads
         return self.resid_dropout(self.c_proj(y))
 

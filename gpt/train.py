@@ -22,6 +22,7 @@ from tensorlite.nn.utils import clip_grad_norm_
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from .data import DEFAULT_DATA, TextDataset, load_text, make_tokenizer, tokenizer_from_dict
 from .model import GPT, GPTConfig
+from .ngram import metrics
 from .presets import MODEL_KEYS, PRESETS
 
 LOG = "log.jsonl"
@@ -96,8 +97,7 @@ def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device="
     rng = np.random.default_rng(seed)
     losses = [model(*dataset.get_batch(split, batch_size, rng, device))[1].item() for _ in range(eval_iters)]
     model.train(was_training)
-    loss = float(np.mean(losses))
-    return {"loss": loss, "perplexity": math.exp(loss), "bpc": loss / math.log(2)}
+    return metrics(float(np.mean(losses)))
 
 
 class Trainer:

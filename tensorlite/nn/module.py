@@ -102,16 +102,23 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, device):
-        """Move every parameter and buffer to `device` in place (the Parameter objects stay the same)."""
-        device = backend.check_device(device)
+    def to(self, device=None, dtype=None):
+        """Move every parameter and buffer to `device` and/or cast floating ones to `dtype`, in place
+        (the Parameter objects stay the same, so optimizers made afterwards see the new arrays)."""
+        device = None if device is None else backend.check_device(device)
         for m in self.modules():
-            for p in m._parameters.values():
-                p.data = backend.to_device(p.data, device)
-                p.grad = None if p.grad is None else backend.to_device(p.grad, device)
-            for tensor, _ in m._buffers.values():
-                tensor.data = backend.to_device(tensor.data, device)
+            tensors = list(m._parameters.values()) + [t for t, _ in m._buffers.values()]
+            for t in tensors:
+                data = t.data if device is None else backend.to_device(t.data, device)
+                t.data = data.astype(dtype) if dtype is not None and data.dtype.kind == "f" else data
+                t.grad = None
         return self
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def float(self):
+        return self.to(dtype=np.float32)
 
     # ----- saving and loading
     def state_dict(self):
