@@ -153,11 +153,16 @@ class LayerNorm(Function):
     def backward(self, gy):
         xhat, rstd, weight = self.saved
         n = gy.shape[-1]
-        g = gy * weight if weight is not None else gy
-        gx = g - _row_sum(g, 1 / n)
         gy_xhat = gy * xhat
-        # mean(g * xhat) = mean(gy * xhat * w): one product serves both dx and dw
-        gx -= xhat * (_row_sum(gy_xhat * weight, 1 / n) if weight is not None else _row_sum(gy_xhat, 1 / n))
+        if weight is None:
+            gx = gy - _row_sum(gy, 1 / n)
+            gx -= xhat * _row_sum(gy_xhat, 1 / n)
+        else:
+            # mean(g) and mean(g * xhat) with g = dy * w are mat-vecs with w / N: no g-sized temporaries
+            w_over_n = (weight / n).reshape(n, 1)
+            gx = gy * weight
+            gx -= gy @ w_over_n
+            gx -= xhat * (gy_xhat @ w_over_n)
         gx *= rstd
         grads = [gx]
         if self.has_weight:
@@ -184,51 +189,46 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 class GELU(Function):
     """GELU(x) = x * Phi(x).
 
-    tanh form: y = 0.5 x (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
-               dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    tanh form: y = x h with h = 0.5 (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
+               since 1 - t^2 = 4 h (1 - h):
+               dy/dx = h + x * 4 h (1 - h) * 0.5 sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+                     = h * (1 + x (1 - h) * 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2))
     exact:     y = 0.5 x (1 + erf(x / sqrt 2));  dy/dx = Phi(x) + x phi(x)
+    Forward saves x and h (or Phi), so backward needs no tanh or erf.
     """
 
     def forward(self, x):
         xp = self.xp
         if self.approximate == "tanh":
-            t = x * x
-            t *= 0.044715
-            t += 1
-            t *= x
-            t *= _SQRT_2_OVER_PI
-            xp.tanh(t, out=t)                                           # t = tanh(u)
-            self.save_for_backward(x, t)
-            y = t + 1
-            y *= x
-            y *= 0.5
-            return y
-        cdf = backend.erf(x * x.dtype.type(1 / math.sqrt(2)))
-        cdf += 1
-        cdf *= 0.5                                                      # Phi(x)
-        self.save_for_backward(x, cdf)
-        return x * cdf
+            h = x * x
+            h *= 0.044715 * _SQRT_2_OVER_PI
+            h += _SQRT_2_OVER_PI
+            h *= x                                                      # u
+            xp.tanh(h, out=h)
+            h += 1
+            h *= 0.5                                                    # h = 0.5 (1 + tanh(u))
+        else:
+            h = backend.erf(x * x.dtype.type(1 / math.sqrt(2)))
+            h += 1
+            h *= 0.5                                                    # Phi(x)
+        self.save_for_backward(x, h)
+        return x * h
 
     def backward(self, gy):
-        x, saved = self.saved
+        x, h = self.saved
         xp = self.xp
         if self.approximate == "tanh":
-            t = saved
-            inner = x * x
-            inner *= 3 * 0.044715
-            inner += 1
-            inner *= _SQRT_2_OVER_PI                  # du/dx
-            sech2 = t * t
-            xp.subtract(1, sech2, out=sech2)          # 1 - t^2
-            inner *= sech2
-            inner *= x
-            inner += t
-            inner += 1
-            inner *= 0.5                              # 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
-            inner *= gy
-            return inner
+            d = x * x
+            d *= 3 * 0.044715 * 2 * _SQRT_2_OVER_PI
+            d += 2 * _SQRT_2_OVER_PI
+            d *= x
+            d *= 1 - h
+            d += 1
+            d *= h
+            d *= gy
+            return d
         pdf = xp.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
-        return gy * (saved + x * pdf)
+        return gy * (h + x * pdf)
 
 
 def gelu(x, approximate="tanh"):
@@ -346,6 +346,7 @@ class ScaledDotProductAttention(Function):
         dA = dO V^T,  dP = dA * dropout mask
         dS = P * (dP - rowsum(dP * P))           (the softmax Jacobian-vector product)
         dQ = dS K * scale,  dK = dS^T Q * scale
+    rowsum(dP * P) equals rowsum(dO * O) (as in flash attention), a (T, D) product instead of a (T, S) one.
     """
 
     def forward(self, q, k, v):
@@ -363,19 +364,20 @@ class ScaledDotProductAttention(Function):
             drop = keep.astype(q.dtype)
             drop *= 1.0 / (1.0 - self.dropout_p)
         attn = probs * drop if drop is not None else probs          # A
-        self.save_for_backward(q_scaled, k, v, probs, drop)
-        return attn @ v                                             # (B, H, T, D)
+        out = attn @ v                                              # (B, H, T, D)
+        self.save_for_backward(q_scaled, k, v, probs, drop, out)
+        return out
 
     def backward(self, gy):
-        q_scaled, k, v, probs, drop = self.saved
+        q_scaled, k, v, probs, drop, out = self.saved
         xp = self.xp
         attn = probs * drop if drop is not None else probs
         gv = xp.swapaxes(attn, -1, -2) @ gy                         # (B, H, S, D)
         gs = gy @ xp.swapaxes(v, -1, -2)                            # dA (B, H, T, S)
         if drop is not None:
             gs *= drop                                              # dP
-        gs *= probs
-        gs -= probs * _row_sum(gs)                                  # dS = P * (dP - rowsum(dP * P))
+        gs -= _row_sum(gy * out)                                    # rowsum(dP * P) = rowsum(dO * O): T*D work
+        gs *= probs                                                 # dS = P * (dP - rowsum(dP * P))
         gq = gs @ k
         gq *= q_scaled.dtype.type(self.scale)
         gk = xp.swapaxes(gs, -1, -2) @ q_scaled                     # q_scaled = q * scale carries the scale
