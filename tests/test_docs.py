@@ -1,10 +1,8 @@
-"""The documents cite real code: every `file::name` in docs/*.md exists, and the walkthrough passes."""
+"""The documents cite real code: every `file::name` in docs/*.md exists."""
 import glob
 import importlib
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -36,10 +34,3 @@ def test_cited_name_exists(doc, path, name):
         assert hasattr(obj, part), f"{doc} cites {path}::{name}, which does not exist"
         obj = getattr(obj, part)
 
-
-def test_walkthrough_passes():
-    script = os.path.join(ROOT, "examples", "attention_backprop_walkthrough.py")
-    result = subprocess.run([sys.executable, script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": ROOT})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "worst difference" in result.stdout and "OK" in result.stdout
