@@ -34,3 +34,12 @@ def test_cited_name_exists(doc, path, name):
         assert hasattr(obj, part), f"{doc} cites {path}::{name}, which does not exist"
         obj = getattr(obj, part)
 
+
+
+def test_readme_learn_section_links_exist():
+    """docs/README_learn_section.md is pasted into README.md, so its links are relative to the repository root."""
+    text = open(os.path.join(ROOT, "docs", "README_learn_section.md"), encoding="utf-8").read()
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert any(link.endswith(".png") for link in links)
+    for link in links:
+        assert os.path.isfile(os.path.join(ROOT, link)), f"README Learn section links to missing {link}"
