@@ -56,7 +56,7 @@ class TorchGPT(nn.Module):
         for block in self.h:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))
-        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
     def configure_optimizers(self, weight_decay, lr, betas):
         decay = [p for p in self.parameters() if p.dim() >= 2]

@@ -55,6 +55,9 @@ def cupy_or_raise():
     global _cupy
     if _cupy is not None:
         return _cupy
+    # TF32 matmuls (10-bit mantissa inputs, float32 accumulation) on Ampere and later, like PyTorch's
+    # allow_tf32; CuPy reads CUPY_TF32 when it is imported. TENSORLITE_TF32=0 keeps full float32.
+    os.environ.setdefault("CUPY_TF32", "0" if os.environ.get("TENSORLITE_TF32") == "0" else "1")
     try:
         import cupy
     except ImportError:

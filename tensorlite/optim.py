@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from . import backend
+from .cuda import fused, launch
 
 
 class Optimizer:
@@ -47,6 +48,7 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
+        self.flat_groups = {}     # rebuilt from the loaded state on the next step (AdamW's fused path)
         params = self._params()
         groups = state_dict["param_groups"]
         if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
@@ -102,32 +104,70 @@ class AdamW(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        self.flat_groups = {}
 
     def step(self):
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                xp, g = p.xp, p.grad
-                state = self.state.get(id(p))
-                if state is None:
-                    state = self.state[id(p)] = {"step": 0, "exp_avg": xp.zeros_like(p.data),
-                                                 "exp_avg_sq": xp.zeros_like(p.data)}
-                state["step"] += 1
-                m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-                if decay:
-                    p.data *= 1 - lr * decay
-                m *= beta1
-                m += (1 - beta1) * g
-                v *= beta2
-                v += (1 - beta2) * g * g
-                denom = xp.sqrt(v)
-                denom *= 1 / math.sqrt(1 - beta2 ** t)
-                denom += eps
-                step = m / denom
-                step *= lr / (1 - beta1 ** t)
-                p.data -= step
+        for index, group in enumerate(self.param_groups):
+            params = group["params"]
+            if all(p.grad is not None for p in params) and fused.applies_to_arrays(params[0].data):
+                self._fused_step(index, group)
+            else:
+                for p in params:
+                    if p.grad is not None:
+                        self._step_one(p, group)
+
+    def _state(self, p):
+        state = self.state.get(id(p))
+        if state is None:
+            state = self.state[id(p)] = {"step": 0, "exp_avg": p.xp.zeros_like(p.data),
+                                         "exp_avg_sq": p.xp.zeros_like(p.data)}
+        return state
+
+    def _step_one(self, p, group):
+        lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        xp, g, state = p.xp, p.grad, self._state(p)
+        state["step"] += 1
+        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        if decay:
+            p.data *= 1 - lr * decay
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        denom = xp.sqrt(v)
+        denom *= 1 / math.sqrt(1 - beta2 ** t)
+        denom += eps
+        step = m / denom
+        step *= lr / (1 - beta1 ** t)
+        p.data -= step
+
+    def _flatten(self, group):
+        """Move a group's parameters and moments into flat buffers; each Parameter's data (and its state)
+        becomes a view into them, so the model, state_dict and the kernel all see the same numbers."""
+        params = group["params"]
+        xp = params[0].xp
+        flat = {name: xp.concatenate([(p.data if name == "p" else self._state(p)[name]).reshape(-1)
+                                      for p in params]) for name in ("p", "exp_avg", "exp_avg_sq")}
+        start = 0
+        for p in params:
+            view = slice(start, start + p.size)
+            p.data = flat["p"][view].reshape(p.shape)
+            self.state[id(p)]["exp_avg"] = flat["exp_avg"][view].reshape(p.shape)
+            self.state[id(p)]["exp_avg_sq"] = flat["exp_avg_sq"][view].reshape(p.shape)
+            start += p.size
+        return flat
+
+    def _fused_step(self, index, group):
+        """kernels/adamw.cu: the whole group in one launch over the flat buffers."""
+        if index not in self.flat_groups:
+            self.flat_groups[index] = self._flatten(group)
+        flat, params = self.flat_groups[index], group["params"]
+        grads = params[0].xp.concatenate([p.grad.reshape(-1) for p in params])
+        for p in params:
+            self.state[id(p)]["step"] += 1
+        step = self.state[id(params[0])]["step"]
+        launch.run(launch.adamw_step(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group["lr"],
+                                     *group["betas"], group["eps"], group["weight_decay"], step))
 
 
 def warmup_cosine_lr(it, max_lr, min_lr, warmup_iters, decay_iters):

@@ -125,3 +125,25 @@ def test_shape_mismatch_errors_name_shapes():
 def test_integer_tensors_cannot_require_grad():
     with pytest.raises(TypeError, match="floating"):
         tl.tensor([1, 2], requires_grad=True)
+
+
+def test_gradcheck_names_the_input_and_worst_element_of_a_wrong_backward():
+    class WrongSquare(tl.Function):
+        def forward(self, x):
+            self.save_for_backward(x)
+            return x * x
+
+        def backward(self, gy):
+            x, = self.saved
+            g = 2 * x * gy
+            g[1] += 0.5             # a planted error in one element
+            return g
+
+    x = tl.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = tl.tensor(np.array([1.0, 1.0]), requires_grad=True)
+    assert tl.gradcheck(lambda a, b: a.sum() * b, [x, y])
+    with pytest.raises(AssertionError, match=r"input 0 \(shape \(3,\)\) at index \(1,\): backward gives "
+                                             r"[-0-9.]+, central differences give [-0-9.]+"):
+        tl.gradcheck(WrongSquare.apply, [x])
+    with pytest.raises(TypeError, match="float64"):
+        tl.gradcheck(lambda a: a * 2, [tl.ones(2, requires_grad=True)])

@@ -111,3 +111,58 @@ def test_functional_ops_route_through_the_emulated_kernels():
             assert names == {"FlashAttention"}
     for ref, emu in zip(results["0"], results["emulate"]):
         np.testing.assert_allclose(emu, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cols,bias", [(1, True), (37, False), (130, True)])
+def test_layernorm_kernels(cols, bias):
+    rng = np.random.default_rng(cols)
+    x, dy = (rng.standard_normal((5, cols)).astype(np.float32) for _ in range(2))
+    w, b = (rng.standard_normal(cols).astype(np.float32) for _ in range(2))
+    y, mean, rstd = np.zeros_like(x), np.zeros(5, np.float32), np.zeros(5, np.float32)
+    launch.run(launch.layernorm_forward(x, w, b if bias else None, y, mean, rstd, 1e-5))
+    ts = [tl.tensor(a, requires_grad=True) for a in (x, w, b)]
+    with fused_mode("0"):
+        ref = F.layer_norm(ts[0], ts[1], ts[2] if bias else None)
+        ref.backward(dy)
+    np.testing.assert_allclose(y, ref.numpy(), atol=2e-5)
+    dx, dw, db = np.zeros_like(x), np.zeros_like(w), np.zeros_like(w)
+    launch.run(launch.layernorm_backward(x, w, mean, rstd, dy, dx, dw, db))
+    np.testing.assert_allclose(dx, ts[0].grad, atol=2e-4)
+    np.testing.assert_allclose(dw, ts[1].grad, atol=2e-5)
+    if bias:
+        np.testing.assert_allclose(db, ts[2].grad, atol=2e-5)
+
+
+def test_gelu_kernels_any_size():
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 3
+    dy = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
+    y, dx = np.zeros_like(x), np.zeros_like(x)
+    launch.run(launch.gelu_forward(x, y))
+    launch.run(launch.gelu_backward(x, dy, dx))
+    t = tl.tensor(x, requires_grad=True)
+    with fused_mode("0"):
+        ref = F.gelu(t)
+        ref.backward(dy)
+    np.testing.assert_allclose(y, ref.numpy(), atol=1e-5)
+    np.testing.assert_allclose(dx, t.grad, atol=1e-5)
+
+
+def test_fused_adamw_matches_the_reference_optimizer():
+    rng = np.random.default_rng(0)
+    shapes = [(3, 5), (7,), (2, 2, 2)]
+    results = {}
+    for mode in ("0", "emulate"):
+        with fused_mode(mode):
+            params = [tl.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in shapes]
+            for p, s in zip(params, shapes):
+                p.data[...] = np.arange(np.prod(s), dtype=np.float32).reshape(s) / 10
+            opt = tl.optim.AdamW(params, lr=0.1, betas=(0.9, 0.95), weight_decay=0.1)
+            for step in range(3):
+                for i, p in enumerate(params):
+                    p.grad = np.cos(p.data + step + i).astype(np.float32)
+                opt.step()
+            results[mode] = ([p.numpy().copy() for p in params], opt.state_dict())
+    for got, want in zip(results["emulate"][0], results["0"][0]):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    state = results["emulate"][1]["state"]
+    assert state[0]["step"] == 3 and state[1]["exp_avg"].shape == (7,)

@@ -85,6 +85,44 @@ class FusedSoftmaxCrossEntropy(Function):
         return dlogits.reshape(self.logits_shape)
 
 
+class FusedLayerNorm(Function):
+    """LayerNorm by kernels/layernorm.cu: saves the per-row mean and rstd, not xhat."""
+
+    def forward(self, x, weight, *bias):
+        xp = self.xp
+        x2 = _contiguous(xp, x.reshape(-1, x.shape[-1]))
+        y = xp.empty_like(x2)
+        mean, rstd = xp.empty(x2.shape[0], np.float32), xp.empty(x2.shape[0], np.float32)
+        launch.run(launch.layernorm_forward(x2, weight, bias[0] if bias else None, y, mean, rstd, self.eps))
+        self.save_for_backward(x2, weight, mean, rstd)
+        return y.reshape(x.shape)
+
+    def backward(self, gy):
+        xp = self.xp
+        x2, weight, mean, rstd = self.saved
+        dy = _contiguous(xp, gy.reshape(x2.shape))
+        dx, dw, db = xp.empty_like(x2), xp.zeros_like(weight), xp.zeros_like(weight)
+        launch.run(launch.layernorm_backward(x2, weight, mean, rstd, dy, dx, dw, db))
+        return (dx.reshape(gy.shape), dw) + ((db,) if self.has_bias else ())
+
+
+class FusedGELU(Function):
+    """tanh GELU by kernels/gelu.cu: one pass forward, one pass backward (recomputing tanh)."""
+
+    def forward(self, x):
+        x = _contiguous(self.xp, x)
+        y = self.xp.empty_like(x)
+        launch.run(launch.gelu_forward(x, y))
+        self.save_for_backward(x)
+        return y
+
+    def backward(self, gy):
+        x, = self.saved
+        dx = self.xp.empty_like(x)
+        launch.run(launch.gelu_backward(x, _contiguous(self.xp, gy), dx))
+        return dx
+
+
 def _applies(x):
     return runs_fused(backend.is_cuda_array(x.data)) and x.dtype == np.float32
 
@@ -94,6 +132,23 @@ def attention(q, k, v, is_causal, scale, dropout_p):
         return None
     seed = int(backend.rng(q.device).integers(0, 2 ** 32)) if dropout_p > 0 else 0
     return FlashAttention.apply(q, k, v, scale=scale, causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)
+
+
+def layer_norm(x, weight, bias, eps):
+    if not (_applies(x) and weight is not None and weight.dtype == np.float32 and x.size > 0):
+        return None
+    return FusedLayerNorm.apply(x, weight, *(() if bias is None else (bias,)), eps=eps, has_bias=bias is not None)
+
+
+def gelu(x, approximate):
+    if not (_applies(x) and approximate == "tanh" and x.size > 0):
+        return None
+    return FusedGELU.apply(x)
+
+
+def applies_to_arrays(array):
+    """Whether fused kernels handle arrays like this one (the optimizer asks before flattening a group)."""
+    return runs_fused(backend.is_cuda_array(array)) and array.dtype == np.float32
 
 
 def softmax(x, axis):

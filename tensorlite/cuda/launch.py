@@ -14,7 +14,8 @@ from .sources import kernel_dir, read_source
 
 FA_ROWS = 64                 # threads per block of the flash attention kernels (kernels/flash_attention.cu)
 FA_HEAD_SIZES = (32, 64, 128)
-ROW_THREADS = 128            # threads per block of the row kernels (kernels/softmax.cu)
+ROW_THREADS = 128            # threads per block of the row kernels (softmax.cu, layernorm.cu)
+ELEMENTWISE_THREADS = 256    # threads per block of the elementwise kernels (gelu.cu, adamw.cu)
 NVRTC_OPTIONS = ("--std=c++17",)
 
 
@@ -110,6 +111,50 @@ def softmax_xent(logits, targets, loss, dlogits, ignore_index):
                          f"{targets.dtype} {targets.shape}")
     return LaunchSpec("softmax.cu", "softmax_xent", (rows,), (ROW_THREADS,), 0,
                       (logits, targets, loss, dlogits, np.int32(rows), np.int32(cols), np.int64(ignore_index)))
+
+
+def layernorm_forward(x, w, b, y, mean, rstd, eps):
+    rows, cols = _rows("layernorm_fwd", x)
+    _check_float32("layernorm_fwd", x, y, shape=x.shape)
+    _check_float32("layernorm_fwd weight/bias", w, *(() if b is None else (b,)), shape=(cols,))
+    _check_float32("layernorm_fwd mean/rstd", mean, rstd, shape=(rows,))
+    return LaunchSpec("layernorm.cu", "layernorm_fwd", (rows,), (ROW_THREADS,), 0,
+                      (x, w, w if b is None else b, y, mean, rstd, np.int32(rows), np.int32(cols), np.float32(eps),
+                       np.int32(b is not None)))
+
+
+def layernorm_backward(x, w, mean, rstd, dy, dx, dw, db):
+    rows, cols = _rows("layernorm_bwd", x)
+    _check_float32("layernorm_bwd", x, dy, dx, shape=x.shape)
+    _check_float32("layernorm_bwd weight/dw/db", w, dw, db, shape=(cols,))
+    _check_float32("layernorm_bwd mean/rstd", mean, rstd, shape=(rows,))
+    return LaunchSpec("layernorm.cu", "layernorm_bwd", (rows,), (ROW_THREADS,), 0,
+                      (x, w, mean, rstd, dy, dx, dw, db, np.int32(rows), np.int32(cols)))
+
+
+def _elementwise_grid(n):
+    """A grid-stride loop covers any n; enough blocks to fill a GPU, never zero."""
+    return (max(1, min(-(-n // ELEMENTWISE_THREADS), 65535)),), (ELEMENTWISE_THREADS,)
+
+
+def gelu_forward(x, y):
+    _check_float32("gelu_fwd", x, y, shape=x.shape)
+    return LaunchSpec("gelu.cu", "gelu_fwd", *_elementwise_grid(x.size), 0, (x, y, np.int64(x.size)))
+
+
+def gelu_backward(x, dy, dx):
+    _check_float32("gelu_bwd", x, dy, dx, shape=x.shape)
+    return LaunchSpec("gelu.cu", "gelu_bwd", *_elementwise_grid(x.size), 0, (x, dy, dx, np.int64(x.size)))
+
+
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """One AdamW update of a flat parameter group; step is the 1-based step count (for bias correction)."""
+    if p.ndim != 1:
+        raise ValueError(f"adamw_step works on a flat buffer, got shape {p.shape}")
+    _check_float32("adamw_step", p, g, m, v, shape=p.shape)
+    scalars = (np.float32(lr), np.float32(beta1), np.float32(beta2), np.float32(eps), np.float32(weight_decay),
+               np.float32(1 - beta1 ** step), np.float32(1 - beta2 ** step))
+    return LaunchSpec("adamw.cu", "adamw_step", *_elementwise_grid(p.size), 0, (p, g, m, v, np.int64(p.size)) + scalars)
 
 
 # ----------------------------------------------------------------------------- runners

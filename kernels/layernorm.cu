@@ -1,0 +1,58 @@
+// layernorm.cu: LayerNorm over the last axis, forward and backward, one block per row.
+// Forward saves the per-row mean and rstd; backward uses the closed form
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * w,  xhat = (x - mean) * rstd
+// and accumulates dw = sum(dy * xhat), db = sum(dy) over rows with atomicAdd (dw, db zeroed by the caller).
+// Reference: tensorlite/functional.py LayerNorm.
+#include "common.cuh"
+
+extern "C" __global__ void layernorm_fwd(const float* __restrict__ x, const float* __restrict__ w,
+                                         const float* __restrict__ b, float* __restrict__ y,
+                                         float* __restrict__ mean_out, float* __restrict__ rstd_out, int rows,
+                                         int cols, float eps, int has_bias) {
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows) return;
+    const size_t off = (size_t)row * cols;
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) sum += x[off + c];
+    const float mean = block_reduce(sum, scratch, false) / cols;
+    float sq = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float d = x[off + c] - mean;
+        sq += d * d;
+    }
+    const float rstd = rsqrtf(block_reduce(sq, scratch, false) / cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = (x[off + c] - mean) * rstd * w[c];
+        y[off + c] = has_bias ? v + b[c] : v;
+    }
+    if (threadIdx.x == 0) {
+        mean_out[row] = mean;
+        rstd_out[row] = rstd;
+    }
+}
+
+extern "C" __global__ void layernorm_bwd(const float* __restrict__ x, const float* __restrict__ w,
+                                         const float* __restrict__ mean_in, const float* __restrict__ rstd_in,
+                                         const float* __restrict__ dy, float* __restrict__ dx,
+                                         float* __restrict__ dw, float* __restrict__ db, int rows, int cols) {
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows) return;
+    const size_t off = (size_t)row * cols;
+    const float mean = mean_in[row], rstd = rstd_in[row];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float xhat = (x[off + c] - mean) * rstd, g = dy[off + c] * w[c];
+        sum_g += g;
+        sum_gx += g * xhat;
+        atomicAdd(&dw[c], dy[off + c] * xhat);
+        atomicAdd(&db[c], dy[off + c]);
+    }
+    const float mean_g = block_reduce(sum_g, scratch, false) / cols;
+    const float mean_gx = block_reduce(sum_gx, scratch, false) / cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float xhat = (x[off + c] - mean) * rstd;
+        dx[off + c] = rstd * (dy[off + c] * w[c] - mean_g - xhat * mean_gx);
+    }
+}
