@@ -107,15 +107,15 @@ def main(argv=None):
     hand = by_hand(x, w_q, w_k, w_v, g)
     routes = {"F.sdpa": by_autograd(fused_attention, x, w_q, w_k, w_v, g, graph=args.graph),
               "op by op": by_autograd(attention_from_ops, x, w_q, w_k, w_v, g)}
-    print(f"max |hand - autograd| per quantity, for each autograd route\n")
-    print(f"{'':4s} {'formula (document section)':36s}" + "".join(f"{r:>10s}" for r in routes))
+    print("max |hand - autograd| per quantity, for each autograd route\n")
+    print(f"{'':4s} {'formula (document section)':36s}" + "".join(f"{route:>10s}" for route in routes))
     worst = 0.0
     for name, (section, formula) in FORMULAS.items():
-        diffs = [float(np.abs(hand[name] - r[name]).max()) for r in routes.values() if name in r]
-        cells = "".join(f"{np.abs(hand[name] - r[name]).max():10.1e}" if name in r else f"{'-':>10s}"
-                        for r in routes.values())
-        worst = max([worst] + diffs)
-        print(f"{name:4s} {f'{formula}  ({section})':36s}{cells}{'  <-- too large' if max(diffs) > TOLERANCE else ''}")
+        diffs = {route: float(np.abs(hand[name] - r[name]).max()) for route, r in routes.items() if name in r}
+        cells = "".join(f"{diffs[route]:10.1e}" if route in diffs else f"{'-':>10s}" for route in routes)
+        flag = "  <-- too large" if max(diffs.values()) > TOLERANCE else ""
+        worst = max(worst, *diffs.values())
+        print(f"{name:4s} {f'{formula}  ({section})':36s}{cells}{flag}")
     print(f"\nworst difference {worst:.3e} (tolerance {TOLERANCE:g}): {'OK' if worst <= TOLERANCE else 'FAILED'}")
     return 0 if worst <= TOLERANCE else 1
 
