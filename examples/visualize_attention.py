@@ -2,8 +2,8 @@
 
     python examples/visualize_attention.py --out-dir out-char-gpt --prompt "ROMEO:"
 
-The probabilities are recomputed from the model's own weights (ln_1 and c_attn of each block), so the model code
-stays free of inspection hooks.
+The probabilities are recorded during one forward pass by swapping each block's `attend` method (the seam
+gpt/model.py leaves for experiments), so the model code stays free of inspection hooks.
 """
 import argparse
 import os
@@ -19,21 +19,31 @@ from cli_common import run_cli  # noqa: E402
 from gpt import load_model  # noqa: E402
 
 
+def recording_attention(maps):
+    """A stand-in for CausalSelfAttention.attend that forms P explicitly, keeps P of the first sequence in
+    maps, and returns P V: the same causal attention F.scaled_dot_product_attention computes in one op."""
+    def attend(q, k, v):                                                       # (B, H, T, D), (B, H, S, D)
+        mask = tl.tensor(F.causal_mask(q.xp, q.shape[-2], k.shape[-2], q.dtype))
+        probs = F.softmax((q @ k.swapaxes(-1, -2)) * (1.0 / np.sqrt(q.shape[-1])) + mask)   # (B, H, T, S)
+        maps.append(probs[0].numpy())
+        return probs @ v
+    return attend
+
+
 @tl.no_grad()
 def attention_maps(model, idx):
-    """(n_layer, n_head, T, T) causal attention probabilities for one sequence idx (1, T)."""
-    cfg = model.config
-    T = idx.shape[1]
-    x = model.transformer.wte(idx)
-    pos = model.positions(0, T, idx.device)
-    x = x + pos if pos is not None else x
-    maps = []
-    for block in model.transformer.h:
-        q, k, _ = (block.attn.heads(t) for t in block.attn.c_attn(block.ln_1(x)).split(cfg.n_embd, axis=2))
-        scores = (q @ k.swapaxes(-1, -2)) * (1.0 / np.sqrt(cfg.n_embd // cfg.n_head))
-        scores = scores + tl.tensor(F.causal_mask(np, T, T, np.float32))
-        maps.append(F.softmax(scores).numpy()[0])             # (H, T, T)
-        x = block(x)
+    """(n_layer, n_head, T, T) causal attention probabilities of the model for one sequence idx (1, T).
+
+    Each block's `attend` (the seam gpt/model.py leaves for experiments) is swapped for a recording one during
+    a single forward pass, so the maps are the ones that produced the model's output."""
+    maps, blocks = [], model.transformer.h
+    for block in blocks:
+        block.attn.attend = recording_attention(maps)
+    try:
+        model(idx)
+    finally:
+        for block in blocks:
+            del block.attn.attend                                            # back to the class's own method
     return np.stack(maps)
 
 

@@ -8,3 +8,4 @@ from .ops import cat, chunk, matmul, split, stack, where
 
 from numpy import float16, float32, float64, int32, int64  # dtypes, as tl.float32 like torch.float32
 from . import functional, nn, optim  # noqa: E402  (the layers built on the engine)
+from . import viz  # noqa: E402  (tl.viz.to_dot / render: the graph behind a tensor)

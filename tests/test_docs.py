@@ -1,10 +1,8 @@
-"""The documents cite real code: every `file::name` in docs/*.md exists, and the walkthrough passes."""
+"""The documents cite real code: every `file::name` in docs/*.md exists."""
 import glob
 import importlib
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -37,9 +35,11 @@ def test_cited_name_exists(doc, path, name):
         obj = getattr(obj, part)
 
 
-def test_walkthrough_passes():
-    script = os.path.join(ROOT, "examples", "attention_backprop_walkthrough.py")
-    result = subprocess.run([sys.executable, script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": ROOT})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "worst difference" in result.stdout and "OK" in result.stdout
+
+def test_readme_learn_section_links_exist():
+    """docs/README_learn_section.md is pasted into README.md, so its links are relative to the repository root."""
+    text = open(os.path.join(ROOT, "docs", "README_learn_section.md"), encoding="utf-8").read()
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert any(link.endswith(".png") for link in links)
+    for link in links:
+        assert os.path.isfile(os.path.join(ROOT, link)), f"README Learn section links to missing {link}"

@@ -1,9 +1,11 @@
-"""tl.viz: the dot text of a small attention graph names its ops and shapes."""
+"""tl.viz: the dot text of a small attention graph names its ops and shapes; render writes PNG or dot text."""
+import shutil
+
 import numpy as np
+import pytest
 
 import tensorlite as tl
 import tensorlite.functional as F
-from tensorlite import viz
 
 
 def test_to_dot_names_the_ops_of_an_attention_head():
@@ -12,7 +14,7 @@ def test_to_dot_names_the_ops_of_an_attention_head():
     q, k, v = F.linear(x, w_qkv).split(6, axis=2)
     heads = [t.reshape(1, 4, 2, 3).transpose(0, 2, 1, 3) for t in (q, k, v)]
     loss = F.scaled_dot_product_attention(*heads, is_causal=True).sum()
-    text = viz.to_dot(loss, names={"w_qkv": w_qkv})
+    text = tl.viz.to_dot(loss, names={"w_qkv": w_qkv})
     assert text.startswith("digraph")
     for op in ("Linear", "Split", "Reshape", "Transpose", "ScaledDotProductAttention", "Sum"):
         assert f'label="{op}"' in text, op
@@ -20,7 +22,19 @@ def test_to_dot_names_the_ops_of_an_attention_head():
     assert text.count("-> f") >= 6
 
 
-def test_render_writes_dot_text_or_png(tmp_path):
+def small_graph():
     a = tl.tensor(np.ones(3), requires_grad=True)
-    out = viz.render((a * 2).sum(), str(tmp_path / "graph"))
-    assert out.endswith((".png", ".dot")) and (tmp_path / out.split("/")[-1]).stat().st_size > 0
+    return (a * 2).sum()
+
+
+def test_render_writes_the_dot_text_without_graphviz(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = tl.viz.render(small_graph(), str(tmp_path / "graph.png"))
+    assert out == str(tmp_path / "graph.dot")
+    assert open(out).read().startswith("digraph") and 'label="Mul"' in open(out).read()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+def test_render_writes_a_png_with_graphviz(tmp_path):
+    out = tl.viz.render(small_graph(), str(tmp_path / "graph"))
+    assert out.endswith(".png") and open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
