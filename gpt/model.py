@@ -13,6 +13,7 @@ import tensorlite.functional as F
 from tensorlite import backend, nn
 
 POS_ENCODINGS = ("learned", "sinusoidal", "none")
+INIT_STD = 0.02   # nanoGPT's N(0, 0.02) for weights and embeddings
 
 
 @dataclass
@@ -135,8 +136,10 @@ class GPT(nn.Module):
             parts["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.transformer = nn.ModuleDict(parts)
         if config.pos_encoding == "sinusoidal":
-            self.register_buffer("pos_table", tl.tensor(sinusoidal_encoding(config.block_size, config.n_embd)),
-                                 persistent=False)
+            # Scaled to the token embeddings' init std (0.02): at amplitude 1 the positions would drown the
+            # tokens (the Transformer paper instead scales its embeddings up by sqrt(C)).
+            table = sinusoidal_encoding(config.block_size, config.n_embd) * INIT_STD
+            self.register_buffer("pos_table", tl.tensor(table), persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight   # weight tying: one (vocab, C) matrix for both
         self._init_weights()
@@ -148,7 +151,7 @@ class GPT(nn.Module):
             if name.endswith("bias"):
                 p.data[...] = 0
             elif ".ln_" not in name:    # LayerNorm gains stay one
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") else 0.02
+                std = INIT_STD / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") else INIT_STD
                 p.data[...] = p.xp.asarray(gen.standard_normal(p.shape, dtype=np.float32) * std)
 
     def positions(self, start, T, device):

@@ -5,7 +5,8 @@
 2. A small GPT trained with its weights and gradients rounded every step to float32, float16 (with and without
    loss scaling) and bfloat16. bfloat16 is **emulated**: float32 with the low 16 mantissa bits cut off (same
    8-bit exponent as float32, so the same range). Float16 has 5 exponent bits: gradients below 6e-8 flush to zero
-   (counted as underflows) unless the loss is scaled up before backward and the gradients scaled back after.
+   (counted as underflows) unless the loss is scaled up before backward and the gradients scaled back after; a
+   scale that is too large overflows instead (inf gradients, dropped here as a loss scaler would skip the step).
     python examples/experiments/precision.py [--quick]
 """
 import numpy as np
@@ -63,7 +64,8 @@ def main(argv=None):
     steps = 30 if args.quick else 400
     dataset, tokenizer = shakespeare(args.data, 32, chars=20000 if args.quick else None)
     runs = {"float32": (lambda x: x, 1.0), "float16, no loss scaling": (fp16, 1.0),
-            "float16, loss scale 1024": (fp16, 1024.0), "bfloat16 (emulated)": (bf16_emulated, 1.0)}
+            "float16, loss scale 1024": (fp16, 1024.0), "float16, loss scale 2^24": (fp16, 2.0 ** 24),
+            "bfloat16 (emulated)": (bf16_emulated, 1.0)}
     results = {}
     for name, (rounding, scale) in runs.items():
         with np.errstate(over="ignore"):
@@ -76,11 +78,13 @@ def main(argv=None):
         ax[0].plot(smooth(losses), label=name)
     ax[0].set(title="training loss by number format", xlabel="step", ylabel="loss (nats)")
     ax[0].legend(fontsize=8)
-    names = list(results)
-    ax[1].bar(range(len(names)), [max(results[n][1], 0.5) for n in names], color="tab:red")
+    names, at = list(results), np.arange(len(results))
+    ax[1].bar(at - 0.2, [max(results[n][1], 0.5) for n in names], 0.4, color="tab:blue", label="underflow to 0")
+    ax[1].bar(at + 0.2, [max(results[n][2], 0.5) for n in names], 0.4, color="tab:red", label="overflow to inf")
     ax[1].set_yscale("log")
-    ax[1].set_xticks(range(len(names)), [n.replace(", ", "\n") for n in names], fontsize=7)
-    ax[1].set(title="gradient entries flushed to zero", ylabel="count (log)")
+    ax[1].set_xticks(at, [n.replace(", ", "\n") for n in names], fontsize=7)
+    ax[1].set(title="gradient entries lost to the number format", ylabel="count (log)")
+    ax[1].legend(fontsize=8)
     return save(fig, args.out)
 
 
