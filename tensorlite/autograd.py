@@ -183,7 +183,7 @@ def _accumulate_leaf(t, g, handed_out):
     updates of one leaf's grad (clipping, optimizers) can never change another's."""
     if t.grad is not None:
         t.grad = t.grad + g
-    elif getattr(g, "base", None) is not None or id(g) in handed_out or g.flags.writeable is False:
+    elif getattr(g, "base", None) is not None or id(g) in handed_out or not getattr(g.flags, "writeable", True):
         t.grad = g.copy()
     else:
         t.grad = g

@@ -222,6 +222,11 @@ def _normalize_axes(axis, ndim):
     return tuple(sorted(out))
 
 
+def _inverse_permutation(axes):
+    """The axes that undo a transpose (plain ints: CuPy wants a tuple, not a NumPy array)."""
+    return tuple(int(a) for a in np.argsort(axes))
+
+
 def _reduced_size(shape, axes):
     return int(np.prod([shape[a] for a in axes]))
 
@@ -289,7 +294,7 @@ class MaxMin(Function):
         rows = xp.zeros((n_rows, _reduced_size(self.in_shape, self.axes)), dtype=gy.dtype)
         rows[xp.arange(n_rows), self.winner] = gy.reshape(-1)
         permuted = rows.reshape(tuple(self.in_shape[a] for a in self.perm))
-        return permuted.transpose(np.argsort(self.perm))
+        return permuted.transpose(_inverse_permutation(self.perm))
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -307,7 +312,7 @@ class Transpose(Function):
         return x.transpose(self.axes)
 
     def backward(self, gy):
-        return gy.transpose(np.argsort(self.axes))
+        return gy.transpose(_inverse_permutation(self.axes))
 
 
 class BroadcastTo(Function):
@@ -342,7 +347,7 @@ class Concatenate(Function):
         return self.xp.concatenate(xs, axis=self.axis)
 
     def backward(self, gy):
-        bounds = np.cumsum(self.sizes)[:-1]
+        bounds = [int(b) for b in np.cumsum(self.sizes)[:-1]]
         return tuple(self.xp.split(gy, bounds, axis=self.axis))
 
 
@@ -540,7 +545,7 @@ def split(x, split_size_or_sections, axis=0):
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
             raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {axis}")
-    pieces = Split.apply(x, bounds=list(np.cumsum(sizes)[:-1]), axis=axis % x.ndim)
+    pieces = Split.apply(x, bounds=[int(b) for b in np.cumsum(sizes)[:-1]], axis=axis % x.ndim)
     return pieces if isinstance(pieces, tuple) else (pieces,)
 
 
