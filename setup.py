@@ -15,7 +15,8 @@ setup(
     install_requires=["numpy>=1.22", "tqdm", "matplotlib"],
     extras_require={
         "dev": ["pytest", "hypothesis"],
-        "cuda12": ["cupy-cuda12x"],
-        "cuda13": ["cupy-cuda13x"],
+        # NVRTC is what CuPy's RawModule compiles the kernels with (the tests compile with it too)
+        "cuda12": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],
+        "cuda13": ["cupy-cuda13x", "nvidia-cuda-nvrtc"],
     },
 )

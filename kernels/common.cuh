@@ -7,6 +7,11 @@
 #define TL_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
+// NVRTC compiles without the host math headers: INFINITY is not defined there unless we do it.
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
 #define TL_WARP 32
 
 // Sum / max of `value` over the 32 lanes of a warp; every lane gets the result (butterfly reduction).
