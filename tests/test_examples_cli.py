@@ -75,3 +75,10 @@ def test_bad_sampling_flags(trained, args, message):
     out, _ = trained
     result = run(SAMPLE, "--out-dir", out, *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_mlp_example_learns_the_spirals():
+    result = run(os.path.join(ROOT, "examples", "train_mlp.py"), "--steps", "400")
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]            # "step  400  loss 0.xxxx  accuracy yy.y%"
+    assert float(last.split("loss")[1].split()[0]) < 0.4
