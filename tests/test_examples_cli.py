@@ -78,7 +78,7 @@ def test_bad_sampling_flags(trained, args, message):
 
 
 def test_mlp_example_learns_the_spirals():
-    result = run(os.path.join(ROOT, "examples", "train_mlp.py"), "--steps", "400")
+    result = run(os.path.join(ROOT, "examples", "train_mlp.py"))          # 1000 steps, about a second
     assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]            # "step  400  loss 0.xxxx  accuracy yy.y%"
-    assert float(last.split("loss")[1].split()[0]) < 0.4
+    last = result.stdout.strip().splitlines()[-1]            # "step 1000  loss 0.xxxx  accuracy yy.y%"
+    assert float(last.split("loss")[1].split()[0]) < 0.2 and last.endswith("%")
