@@ -72,6 +72,13 @@ def test_invalid_decoding_values(kwargs, message):
         tiny_model().generate(tl.tensor([[1]]), 2, **kwargs)
 
 
+def test_invalid_values_are_errors_before_any_token_is_drawn():
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        tiny_model().generate(tl.tensor([[1]]), 0, temperature=-1.0)
+    with pytest.raises(ValueError, match="T >= 1 token"):
+        tiny_model().generate(tl.tensor(np.zeros((1, 0), dtype=np.int64)), 2)
+
+
 def test_invalid_beam_arguments():
     with pytest.raises(ValueError, match="beam_width must be >= 1"):
         beam_search(tiny_model(), [1], 2, beam_width=0)
