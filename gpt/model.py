@@ -12,6 +12,8 @@ import tensorlite as tl
 import tensorlite.functional as F
 from tensorlite import backend, nn
 
+from .decoding import check_decoding_args, sample_next
+
 POS_ENCODINGS = ("learned", "sinusoidal", "none")
 INIT_STD = 0.02   # nanoGPT's N(0, 0.02) for weights and embeddings
 
@@ -206,10 +208,12 @@ class GPT(nn.Module):
         slides, every position shifts, and the cache is rebuilt from the cropped window each step (exactly what
         the uncached path computes, so both give the same tokens for the same seed).
         """
-        from .decoding import sample_next
+        check_decoding_args(temperature, top_k, top_p, greedy)
+        idx = idx if isinstance(idx, tl.Tensor) else tl.tensor(idx)
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise ValueError(f"generate needs a (B, T) prompt with T >= 1 token, got shape {idx.shape}")
         was_training = self.training
         self.eval()
-        idx = idx if isinstance(idx, tl.Tensor) else tl.tensor(idx)
         cache, fed = None, 0     # fed: how many tokens of idx the cache has seen
         for _ in range(max_new_tokens):
             window = idx[:, -self.config.block_size:] if idx.shape[1] > self.config.block_size else idx

@@ -90,8 +90,10 @@ def lr_at(cfg, it):
 
 
 @tl.no_grad()
-def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device="cpu", seed=0):
-    """Mean loss over eval_iters random batches, in nats, with perplexity (e^loss) and bits per token (loss/ln 2)."""
+def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=None, seed=0):
+    """Mean loss over eval_iters random batches, in nats, with perplexity (e^loss) and bits per token (loss/ln 2).
+    The batches go to the model's device unless `device` says otherwise."""
+    device = device or model.parameters()[0].device
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed)

@@ -1,11 +1,12 @@
-"""The course's claims, checked: metrics, n-gram counts, decoding, gradient accumulation, parameter counts."""
+"""The course's claims, checked: metrics, evaluation, n-gram counts, decoding, gradient accumulation, parameter
+counts."""
 import math
 
 import numpy as np
 import pytest
 
 import tensorlite as tl
-from gpt import GPT, PRESETS, GPTConfig, NGramModel, beam_search, metrics
+from gpt import GPT, PRESETS, CharTokenizer, GPTConfig, NGramModel, TextDataset, beam_search, evaluate, metrics
 from gpt.decoding import sample_next
 
 
@@ -72,6 +73,13 @@ def test_invalid_decoding_values(kwargs, message):
         tiny_model().generate(tl.tensor([[1]]), 2, **kwargs)
 
 
+def test_invalid_values_are_errors_before_any_token_is_drawn():
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        tiny_model().generate(tl.tensor([[1]]), 0, temperature=-1.0)
+    with pytest.raises(ValueError, match="T >= 1 token"):
+        tiny_model().generate(tl.tensor(np.zeros((1, 0), dtype=np.int64)), 2)
+
+
 def test_invalid_beam_arguments():
     with pytest.raises(ValueError, match="beam_width must be >= 1"):
         beam_search(tiny_model(), [1], 2, beam_width=0)
@@ -106,3 +114,18 @@ def test_num_params_of_the_presets_match_the_closed_form(preset):
     assert GPT(config).num_params() == expected
     if preset == "gpu":   # nanoGPT prints "number of parameters: 10.65M" (it leaves out the position embedding)
         assert round((expected - T * C) / 1e6, 2) == 10.65
+
+
+def test_evaluate_gives_the_mean_loss_of_its_batches_in_three_units():
+    text = "to be or not to be, that is the question. " * 20
+    tokenizer = CharTokenizer.from_text(text)
+    dataset = TextDataset(text, tokenizer, block_size=8)
+    model = tiny_model(block_size=8, vocab_size=tokenizer.vocab_size).train()
+    result = evaluate(model, dataset, "val", eval_iters=3, batch_size=4, seed=7)
+    rng = np.random.default_rng(7)
+    assert model.training                      # evaluate puts the model back in training mode
+    model.eval()
+    by_hand = np.mean([model(*dataset.get_batch("val", 4, rng))[1].item() for _ in range(3)])
+    assert result["loss"] == pytest.approx(by_hand, rel=1e-6)
+    assert result["perplexity"] == pytest.approx(math.exp(by_hand), rel=1e-6)
+    assert result["bpc"] == pytest.approx(by_hand / math.log(2), rel=1e-6)

@@ -70,6 +70,7 @@ def test_resume_from_another_config_or_missing_checkpoint(trained, tmp_path):
     (["--top-k", "0"], "top_k must be >= 1"),
     (["--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["--start", ""], "--start must not be empty"),
+    (["--beam", "0"], "beam_width must be >= 1"),
 ])
 def test_bad_sampling_flags(trained, args, message):
     out, _ = trained
@@ -82,3 +83,16 @@ def test_mlp_example_learns_the_spirals():
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]            # "step 1000  loss 0.xxxx  accuracy yy.y%"
     assert float(last.split("loss")[1].split()[0]) < 0.2 and last.endswith("%")
+
+
+def test_greedy_top_p_and_beam_sampling(trained):
+    out, _ = trained
+    common = ("--out-dir", out, "--start", "ROMEO:", "--max-new-tokens", "12")
+    greedy = [run(SAMPLE, *common, "--greedy", "--seed", seed) for seed in ("1", "2")]
+    assert greedy[0].returncode == 0, greedy[0].stderr
+    assert greedy[0].stdout == greedy[1].stdout          # greedy ignores the seed
+    nucleus = run(SAMPLE, *common, "--top-p", "0.9")
+    assert nucleus.returncode == 0 and "ROMEO:" in nucleus.stdout, nucleus.stderr
+    beam = run(SAMPLE, *common, "--beam", "3")
+    assert beam.returncode == 0, beam.stderr
+    assert beam.stdout.count("(log-probability") == 3 and beam.stdout.count("ROMEO:") == 3
