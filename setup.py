@@ -12,7 +12,7 @@ setup(
     # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
     package_dir={"tensorlite._kernels": "kernels"},
     package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"]},
-    install_requires=["numpy>=1.22", "tqdm", "matplotlib"],
+    install_requires=["numpy>=1.22", "tqdm", "matplotlib", "threadpoolctl"],
     extras_require={
         "dev": ["pytest", "hypothesis"],
         # NVRTC is what CuPy's RawModule compiles the kernels with (the tests compile with it too)

@@ -5,11 +5,13 @@
 
 Each framework runs in its own subprocess (so peak memory and thread pools are its own) on the same random
 batches; the median ms/iter after warm-up is reported with tokens/s and peak memory, as a table and as JSON.
-PyTorch is timed only when it is importable (eager fp32 and TF32 on GPU). On CPU the tensorlite side runs twice:
-with the environment as set (OpenBLAS variables included) and with the OPENBLAS_* variables removed. The runs
+PyTorch is timed only when it is importable (eager fp32 and TF32 on GPU). On CPU the tensorlite side runs as the
+trainer does (the batch split across cores, tensorlite.parallel) with the environment as set, again with the
+OPENBLAS_* variables removed, and once on one shard (no data parallelism) to show what the sharding buys. The runs
 alternate for --rounds rounds and each framework keeps its best median, so a noisy neighbour does not decide.
 """
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -33,16 +35,19 @@ def _peak_host_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_tensorlite(cfg, device, iters, warmup):
+def time_tensorlite(cfg, device, iters, warmup, cpu_shards):
     sys.path.insert(0, ROOT)
     import tensorlite as tl
     from gpt.model import GPT, GPTConfig
     from tensorlite.nn.utils import clip_grad_norm_
+    from tensorlite.parallel import ShardedStep, auto_shards
 
     tl.manual_seed(0)
     model = GPT(GPTConfig(**cfg["model"])).to(device)
     model.train()
     optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.99))
+    shards = (cpu_shards or auto_shards(cfg["batch_size"])) if device == "cpu" else 1
+    sharded = ShardedStep(model, shards) if shards > 1 else None   # as the Trainer does
     xp = tl.backend.get_xp(device)
     sync = xp.cuda.Device().synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
@@ -53,8 +58,11 @@ def time_tensorlite(cfg, device, iters, warmup):
         x, y = tl.tensor(x_np, device=device), tl.tensor(y_np, device=device)
         sync()
         start = time.perf_counter()
-        _, loss = model(x, y)
-        loss.backward()
+        if sharded is not None:
+            loss = sharded(lambda m, a, b: m(a, b)[1], x, y)
+        else:
+            _, loss = model(x, y)
+            loss.backward()
         clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
@@ -107,7 +115,7 @@ def run_one(args):
     """Child process: time one framework, print one JSON line."""
     cfg = preset_config(args.preset)
     if args.only == "tensorlite":
-        times, peak, loss = time_tensorlite(cfg, args.device, args.iters, args.warmup)
+        times, peak, loss = time_tensorlite(cfg, args.device, args.iters, args.warmup, args.cpu_shards)
     else:
         times, peak, loss = time_torch(cfg, args.device, args.iters, args.warmup, tf32=args.only == "torch-tf32")
     ms = statistics.median(times) * 1e3
@@ -116,9 +124,10 @@ def run_one(args):
                       "peak_mib": peak, "final_loss": loss, "iters": len(times)}))
 
 
-def _spawn(args, only, label, env=None):
+def _spawn(args, only, label, env=None, cpu_shards=None):
     cmd = [sys.executable, __file__, "--device", args.device, "--preset", args.preset, "--iters", str(args.iters),
-           "--warmup", str(args.warmup), "--only", only, "--label", label]
+           "--warmup", str(args.warmup), "--only", only, "--label", label,
+           "--cpu-shards", str(args.cpu_shards if cpu_shards is None else cpu_shards)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(f"[{label}] failed:\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -135,6 +144,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate the frameworks this many times and keep each one's best median "
                              "(shared machines are noisy)")
+    parser.add_argument("--cpu-shards", type=int, default=0,
+                        help="CPU: cores each batch is split across, as the trainer's --cpu-shards (0: auto)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--only", choices=["tensorlite", "torch", "torch-tf32"], help=argparse.SUPPRESS)
     parser.add_argument("--label", help=argparse.SUPPRESS)
@@ -142,21 +153,21 @@ def main():
     if args.only:
         return run_one(args)
 
-    runs = [("tensorlite", "tensorlite", None)]
+    runs = [("tensorlite", "tensorlite", None, None)]
     if args.device == "cpu":
         unset = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS")}
-        runs.append(("tensorlite", "tensorlite (OPENBLAS_* unset)", unset))
-    try:
-        import torch  # noqa: F401  (only to know whether the side-by-side run is possible)
-        runs.append(("torch", "pytorch eager fp32", None))
+        runs.append(("tensorlite", "tensorlite (OPENBLAS_* unset)", unset, None))
+        runs.append(("tensorlite", "tensorlite (1 shard: no data parallel)", None, 1))
+    if importlib.util.find_spec("torch") is not None:   # not imported here: children inherit this peak RSS
+        runs.append(("torch", "pytorch eager fp32", None, None))
         if args.device == "cuda":
-            runs.append(("torch-tf32", "pytorch eager tf32", None))
-    except ImportError:
+            runs.append(("torch-tf32", "pytorch eager tf32", None, None))
+    else:
         print("PyTorch is not importable: timing tensorlite alone")
     best = {}
     for _ in range(args.rounds):
-        for only, label, env in runs:
-            r = _spawn(args, only, label, env)
+        for only, label, env, cpu_shards in runs:
+            r = _spawn(args, only, label, env, cpu_shards)
             if r and (label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]):
                 best[label] = r
     results = list(best.values())

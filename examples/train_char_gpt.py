@@ -23,6 +23,7 @@ FLAGS = {  # TrainConfig field -> (type, help)
     "min_lr": (float, "final learning rate"), "warmup_iters": (int, "linear warmup steps"),
     "lr_decay_iters": (int, "cosine decay length"), "weight_decay": (float, "AdamW weight decay"),
     "beta1": (float, "AdamW beta1"), "beta2": (float, "AdamW beta2"), "grad_clip": (float, "clip norm (0: off)"),
+    "cpu_shards": (int, "CPU: cores the batch is split across (0: auto, 1: off)"),
     "eval_interval": (int, "steps between evaluations"), "eval_iters": (int, "batches per evaluation"),
     "log_interval": (int, "steps between log lines"), "pos_encoding": (str, "learned, sinusoidal or none"),
 }

@@ -18,6 +18,7 @@ from tqdm import tqdm
 import tensorlite as tl
 from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
+from tensorlite.parallel import ShardedStep, auto_shards
 
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from .data import DEFAULT_DATA, TextDataset, load_text, make_tokenizer, tokenizer_from_dict
@@ -59,6 +60,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
+    cpu_shards: int = 0       # CPU: split each batch across this many cores (tensorlite.parallel); 0: auto, 1: off
     # evaluation and logging
     eval_interval: int = 250
     eval_iters: int = 20
@@ -76,6 +78,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < (0 if name == "max_iters" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cpu_shards < 0:
+            raise ValueError(f"cpu_shards must be 0 (auto) or positive, got {self.cpu_shards}")
         if self.learning_rate <= 0 or self.min_lr < 0:
             raise ValueError(f"learning rates must be positive, got {self.learning_rate} and {self.min_lr}")
         backend.check_device(self.device)
@@ -102,6 +106,10 @@ def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=N
     return metrics(float(np.mean(losses)))
 
 
+def _model_loss(model, x, y):
+    return model(x, y)[1]
+
+
 class Trainer:
     def __init__(self, cfg, resume=False):
         self.cfg = cfg
@@ -119,6 +127,8 @@ class Trainer:
         self.dataset = TextDataset(text, self.tokenizer, cfg.block_size)
         self.model = GPT(cfg.model_config(self.tokenizer.vocab_size)).to(cfg.device)
         self.optimizer = self.model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
+        shards = (cfg.cpu_shards or auto_shards(cfg.batch_size)) if cfg.device == "cpu" else 1
+        self.sharded = ShardedStep(self.model, shards) if shards > 1 else None
         self.iter_num, self.best_val = 0, math.inf
         self.saved_iter, self.last_eval = None, None
         if meta is not None:
@@ -160,8 +170,11 @@ class Trainer:
         total = None
         for _ in range(cfg.grad_accum):
             x, y = self.dataset.get_batch("train", cfg.batch_size, self.batch_rng, cfg.device)
-            _, loss = self.model(x, y)
-            (loss * (1.0 / cfg.grad_accum) if cfg.grad_accum > 1 else loss).backward()
+            if self.sharded is not None:
+                loss = self.sharded(_model_loss, x, y, grad_scale=1.0 / cfg.grad_accum)
+            else:
+                _, loss = self.model(x, y)
+                (loss * (1.0 / cfg.grad_accum) if cfg.grad_accum > 1 else loss).backward()
             total = loss.detach() if total is None else total + loss.detach()
         if cfg.grad_clip > 0:
             clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

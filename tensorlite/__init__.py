@@ -7,10 +7,10 @@ from .gradcheck import gradcheck
 from .ops import cat, chunk, matmul, split, stack, where
 
 from numpy import float16, float32, float64, int32, int64  # dtypes, as tl.float32 like torch.float32
-from . import functional, nn, optim  # noqa: E402  (the layers built on the engine)
+from . import functional, nn, optim, parallel  # noqa: E402  (the layers built on the engine)
 from . import viz  # noqa: E402  (tl.viz.to_dot / render: the graph behind a tensor)
 
 __all__ = ["Tensor", "Function", "enable_grad", "is_grad_enabled", "no_grad", "cuda_available", "manual_seed",
            "arange", "full", "ones", "ones_like", "rand", "randn", "tensor", "zeros", "zeros_like", "gradcheck",
            "cat", "chunk", "matmul", "split", "stack", "where", "float16", "float32", "float64", "int32", "int64",
-           "functional", "nn", "optim", "viz"]
+           "functional", "nn", "optim", "parallel", "viz"]

@@ -4,9 +4,11 @@ Every other module asks this one for the array module (`xp`) of a device or of a
 on NumPy and CuPy and no op ever checks `if cupy`. Importing tensorlite never imports CuPy; asking for
 `device='cuda'` does, and fails with one sentence that says what to install when CuPy or a GPU is missing.
 """
+import contextlib
 import ctypes
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -14,6 +16,7 @@ DEVICES = ("cpu", "cuda")
 _cupy = None          # the cupy module once it has been imported successfully
 _seed = None          # the last manual_seed, so generators made later (e.g. on first cuda use) follow it
 _generators = {}      # device -> random generator
+_thread = threading.local()   # .generator: a per-thread CPU generator set by using_generator
 
 
 def _tune_glibc_malloc():
@@ -166,8 +169,11 @@ def manual_seed(seed):
 
 
 def rng(device):
-    """The framework's random generator of a device (numpy or cupy Generator), seeded by manual_seed."""
+    """The framework's random generator of a device (numpy or cupy Generator), seeded by manual_seed; on the
+    CPU, a thread inside `using_generator` gets that generator instead."""
     device = check_device(device)
+    if device == "cpu" and getattr(_thread, "generator", None) is not None:
+        return _thread.generator
     if device not in _generators:
         seed = _seed if _seed is not None else np.random.SeedSequence().entropy
         # Each device gets its own stream derived from the one seed, so cpu and cuda runs are both reproducible.
@@ -176,6 +182,17 @@ def rng(device):
         _generators[device] = np.random.default_rng(stream) if device == "cpu" else \
             cupy_or_raise().random.default_rng(int(stream.generate_state(1)[0]))
     return _generators[device]
+
+
+@contextlib.contextmanager
+def using_generator(generator):
+    """Within this block, this thread's CPU random draws (dropout) come from `generator`: threads working at
+    once (tensorlite.parallel) then draw the same numbers whatever order they run in."""
+    previous, _thread.generator = getattr(_thread, "generator", None), generator
+    try:
+        yield generator
+    finally:
+        _thread.generator = previous
 
 
 def get_rng_state(device="cpu"):

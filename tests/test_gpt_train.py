@@ -29,12 +29,13 @@ def params(trainer):
     return {k: v.copy() for k, v in trainer.model.state_dict().items()}
 
 
-def test_resume_continues_the_same_run(tmp_path):
-    straight = Trainer(config(tmp_path, "a"))
+@pytest.mark.parametrize("shards", [1, 3])   # dropout 0.1: the sharded path's per-shard generators resume too
+def test_resume_continues_the_same_run(tmp_path, shards):
+    straight = Trainer(config(tmp_path, "a", cpu_shards=shards))
     straight.run(progress=False)
-    first = Trainer(config(tmp_path, "b", max_iters=10))
+    first = Trainer(config(tmp_path, "b", max_iters=10, cpu_shards=shards))
     first.run(progress=False)
-    resumed = Trainer(config(tmp_path, "b"), resume=True)
+    resumed = Trainer(config(tmp_path, "b", cpu_shards=shards), resume=True)
     assert resumed.iter_num == 10
     resumed.run(progress=False)
     for name, value in params(straight).items():

@@ -1,0 +1,102 @@
+"""tensorlite.parallel.ShardedStep: the sharded step gives the whole batch's loss and gradients, reproducibly."""
+import numpy as np
+import pytest
+
+import tensorlite as tl
+from gpt import TrainConfig, Trainer
+from gpt.model import GPT, GPTConfig
+from tensorlite.parallel import ShardedStep, auto_shards
+
+
+def model_loss(model, x, y):
+    return model(x, y)[1]
+
+
+def tiny_gpt(dropout=0.0):
+    tl.manual_seed(0)
+    config = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=8, dropout=dropout, bias=True)
+    return GPT(config).double()
+
+
+def batch(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    return tl.tensor(rng.integers(0, 11, (rows, 8))), tl.tensor(rng.integers(0, 11, (rows, 8)))
+
+
+def grads(model):
+    return {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+def assert_same_grads_as_the_whole_batch(model, x, y):
+    sharded = grads(model)
+    model.zero_grad()
+    model_loss(model, x, y).backward()
+    for name, g in grads(model).items():
+        np.testing.assert_allclose(sharded[name], g, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("rows, shards", [(4, 2), (5, 3), (2, 4), (6, 1)])
+def test_matches_the_whole_batch_and_accumulates(rows, shards):
+    model = tiny_gpt()
+    x, y = batch(rows)
+    whole = model_loss(model, x, y)
+    (whole * 0.5).backward()
+    expected = grads(model)
+    model.zero_grad()
+    step = ShardedStep(model, shards)
+    first = step(model_loss, x, y, grad_scale=0.25)
+    second = step(model_loss, x, y, grad_scale=0.25)            # adds into the grads, as backward does
+    assert first.item() == pytest.approx(whole.item(), rel=1e-12) and second.item() == pytest.approx(first.item())
+    for name, g in grads(model).items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_dropout_is_reproducible_and_each_shard_draws_its_own_masks():
+    runs = []
+    for _ in range(2):
+        model = tiny_gpt(dropout=0.5)
+        tl.manual_seed(7)
+        ShardedStep(model, 2)(model_loss, *batch(4))
+        runs.append(grads(model))
+    for name in runs[0]:
+        np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)
+    x = tl.tensor(np.tile(batch(1)[0].numpy(), (2, 1)))          # the same row twice: one per shard
+    for dropout in (0.0, 0.5):
+        seen = []
+        ShardedStep(tiny_gpt(dropout), 2)(lambda m, a, b: seen.append(model_loss(m, a, b)) or seen[-1], x, x)
+        assert (seen[0].item() == seen[1].item()) == (dropout == 0.0)
+
+
+def test_replicas_follow_replaced_parameter_arrays():
+    model = tiny_gpt()
+    step = ShardedStep(model, 2)
+    x, y = batch(4)
+    for p in model.parameters():
+        p.data = p.data * 1.5                                   # a new array, as load_state_dict or .to() may make
+    step(model_loss, x, y)
+    assert_same_grads_as_the_whole_batch(model, x, y)
+
+
+def test_errors():
+    model = tiny_gpt()
+    with pytest.raises(ValueError, match="n_shards"):
+        ShardedStep(model, 0)
+    x, y = batch(4)
+    bad = tl.tensor(np.full((4, 8), 99))
+    step = ShardedStep(model, 2)
+    for broken in (bad, tl.tensor(np.concatenate([y.numpy()[:2], bad.numpy()[2:]]))):  # every shard / the replica's
+        with pytest.raises(IndexError, match="out of range"):   # a failing shard raises; no thread is left behind
+            step(model_loss, x, broken)
+    model.zero_grad()
+    step(model_loss, x, y)                                      # and leaves no half-step gradients behind
+    assert_same_grads_as_the_whole_batch(model, x, y)
+    assert 1 <= auto_shards(3) <= 3 and auto_shards(1) == 1
+    with pytest.raises(ValueError, match="cpu_shards"):
+        TrainConfig(cpu_shards=-1)
+
+
+def test_trainer_uses_it_and_one_shard_is_off(tmp_path):
+    common = dict(out_dir=str(tmp_path), n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
+                  max_iters=1, eval_iters=1)
+    assert Trainer(TrainConfig(cpu_shards=1, **common)).sharded is None
+    assert Trainer(TrainConfig(cpu_shards=2, **common)).sharded.n_shards == 2
