@@ -81,11 +81,6 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def heads(self, x):
-        """(B, T, C) -> (B, H, T, D) with D = C / H."""
-        B, T, C = x.shape
-        return x.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)
-
     def attend(self, q, k, v):
         """Causal attention of the heads (the experiments in examples/experiments/ swap this to compare masks
         and scales)."""
@@ -93,12 +88,11 @@ class CausalSelfAttention(nn.Module):
                                               dropout_p=self.dropout if self.training else 0.0)
 
     def forward(self, x, cache=None):
-        B, T, C = x.shape
-        q, k, v = (self.heads(t) for t in self.c_attn(x).split(C, axis=2))        # (B, H, T, D) each
+        q, k, v = F.split_heads(self.c_attn(x), self.n_head)                      # (B, H, T, D) each, D = C / H
         if cache is not None:
             k, v = cache.extend(self.layer, k, v)                                  # (B, H, S, D), S >= T
         y = self.attend(q, k, v)                                                   # (B, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                               # re-assemble the heads
+        y = F.merge_heads(y)                                                       # (B, T, C): heads side by side
         return self.resid_dropout(self.c_proj(y))
 
 

@@ -396,3 +396,55 @@ def scaled_dot_product_attention(q, k, v, is_causal=False, dropout_p=0.0, scale=
     out = fused.attention(q, k, v, is_causal, scale, dropout_p)
     return out if out is not None else ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal,
                                                                        dropout_p=dropout_p, scale=scale)
+
+
+class SplitHeads(Function):
+    """Packed projections (B, T, n * C) -> n contiguous (B, H, T, D) tensors, D = C / H, in one copy.
+
+    The chain it replaces (split, then a reshape and a transpose per piece) is seven graph nodes, leaves the
+    heads as strided views that each batched matmul copies again, and copies three times more in backward.
+    Backward lays the n gradients back out as (B, T, n * C): one copy.
+    """
+
+    def forward(self, x):
+        B, T, packed = x.shape
+        D = packed // (self.n * self.n_head)
+        heads = x.reshape(B, T, self.n, self.n_head, D).transpose(2, 0, 3, 1, 4)    # (n, B, H, T, D), a view
+        heads = self.xp.ascontiguousarray(heads)
+        return tuple(heads[i] for i in range(self.n))
+
+    def backward(self, *gys):
+        B, H, T, D = gys[0].shape
+        gx = self.xp.empty((B, T, self.n, H, D), dtype=gys[0].dtype)
+        for i, gy in enumerate(gys):
+            gx[:, :, i] = gy.transpose(0, 2, 1, 3)
+        return gx.reshape(B, T, self.n * H * D)
+
+
+class MergeHeads(Function):
+    """(B, H, T, D) -> (B, T, H * D): the heads side by side again. Backward hands attention a contiguous
+    (B, H, T, D) gradient (a strided view would be copied by each of its batched matmuls)."""
+
+    def forward(self, x):
+        B, H, T, D = x.shape
+        return x.transpose(0, 2, 1, 3).reshape(B, T, H * D)
+
+    def backward(self, gy):
+        B, T, _ = gy.shape
+        return self.xp.ascontiguousarray(gy.reshape(B, T, self.n_head, -1).transpose(0, 2, 1, 3))
+
+
+def split_heads(x, n_head, n=3):
+    """(B, T, n * C) packed projections (nanoGPT's c_attn output: q, k, v side by side) -> n tensors
+    (B, n_head, T, C / n_head)."""
+    if x.ndim != 3 or x.shape[-1] % (n * n_head):
+        raise ValueError(f"split_heads: expected (B, T, {n} * C) with C divisible by n_head={n_head}, "
+                         f"got shape {x.shape}")
+    return SplitHeads.apply(x, n_head=n_head, n=n)
+
+
+def merge_heads(x):
+    """(B, H, T, D) -> (B, T, H * D), the inverse of one piece of split_heads."""
+    if x.ndim != 4:
+        raise ValueError(f"merge_heads: expected (B, H, T, D), got shape {x.shape}")
+    return MergeHeads.apply(x, n_head=x.shape[1])

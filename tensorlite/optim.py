@@ -109,8 +109,8 @@ class AdamW(Optimizer):
     def step(self):
         for index, group in enumerate(self.param_groups):
             params = group["params"]
-            if all(p.grad is not None for p in params) and fused.applies_to_arrays(params[0].data):
-                self._fused_step(index, group)
+            if params and all(p.grad is not None for p in params):
+                self._flat_step(index, group)   # the whole group at once: a few big array ops (or one kernel)
             else:
                 for p in params:
                     if p.grad is not None:
@@ -124,22 +124,9 @@ class AdamW(Optimizer):
         return state
 
     def _step_one(self, p, group):
-        lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        xp, g, state = p.xp, p.grad, self._state(p)
+        state = self._state(p)
         state["step"] += 1
-        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-        if decay:
-            p.data *= 1 - lr * decay
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * g * g
-        denom = xp.sqrt(v)
-        denom *= 1 / math.sqrt(1 - beta2 ** t)
-        denom += eps
-        step = m / denom
-        step *= lr / (1 - beta1 ** t)
-        p.data -= step
+        _adamw_update(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], group, state["step"])
 
     def _flatten(self, group):
         """Move a group's parameters and moments into flat buffers; each Parameter's data (and its state)
@@ -157,8 +144,9 @@ class AdamW(Optimizer):
             start += p.size
         return flat
 
-    def _fused_step(self, index, group):
-        """kernels/adamw.cu: the whole group in one launch over the flat buffers."""
+    def _flat_step(self, index, group):
+        """The group's parameters, moments and gradients as flat buffers: kernels/adamw.cu in one launch on a
+        GPU, else the same update as ~13 NumPy/CuPy passes over the whole group instead of ~13 per parameter."""
         if index not in self.flat_groups:
             self.flat_groups[index] = self._flatten(group)
         flat, params = self.flat_groups[index], group["params"]
@@ -166,8 +154,33 @@ class AdamW(Optimizer):
         for p in params:
             self.state[id(p)]["step"] += 1
         step = self.state[id(params[0])]["step"]
-        launch.run(launch.adamw_step(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group["lr"],
-                                     *group["betas"], group["eps"], group["weight_decay"], step))
+        if fused.applies_to_arrays(flat["p"]):
+            launch.run(launch.adamw_step(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group["lr"],
+                                         *group["betas"], group["eps"], group["weight_decay"], step))
+        else:
+            _adamw_update(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group, step)
+
+
+def _adamw_update(p, g, m, v, group, t):
+    """One AdamW step in place on the arrays p, m, v (the equations in AdamW's docstring), with one scratch
+    array; g is left as it is."""
+    lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    xp = backend.xp_of(p)
+    if decay:
+        p *= 1 - lr * decay
+    scratch = xp.multiply(g, 1 - beta1)
+    m *= beta1
+    m += scratch
+    xp.multiply(g, g, out=scratch)
+    scratch *= 1 - beta2
+    v *= beta2
+    v += scratch
+    denom = xp.sqrt(v, out=scratch)
+    denom *= 1 / math.sqrt(1 - beta2 ** t)
+    denom += eps
+    update = xp.divide(m, denom, out=scratch)
+    update *= lr / (1 - beta1 ** t)
+    p -= update
 
 
 def warmup_cosine_lr(it, max_lr, min_lr, warmup_iters, decay_iters):

@@ -170,3 +170,26 @@ def test_attention_dropout_uses_one_mask_forward_and_backward(device):
 def test_attention_shape_errors():
     with pytest.raises(ValueError, match="must be"):
         F.scaled_dot_product_attention(tl.zeros(1, 1, 3, 4), tl.zeros(1, 1, 3, 5), tl.zeros(1, 1, 3, 4))
+
+
+@given(b=st.integers(1, 2), t=st.integers(1, 4), h=st.integers(1, 3), d=st.integers(1, 3), n=st.integers(1, 3))
+def test_split_and_merge_heads(device, b, t, h, d, n):
+    x = leaf((b, t, n * h * d), device)
+    pieces = F.split_heads(x, h, n=n)
+    for i, piece in enumerate(pieces):            # the reshape + transpose written out in NumPy
+        expected = x.numpy()[..., i * h * d:(i + 1) * h * d].reshape(b, t, h, d).transpose(0, 2, 1, 3)
+        np.testing.assert_array_equal(piece.numpy(), expected)
+        np.testing.assert_array_equal(F.merge_heads(piece).numpy(), expected.transpose(0, 2, 1, 3).reshape(b, t, -1))
+    weights = [leaf((b, t, h * d), device, seed=i + 1).data for i in range(n)]   # each piece weighted differently
+
+    def weighted_sum(a):
+        return tl.cat([(F.merge_heads(p) * w).reshape(-1) for p, w in zip(F.split_heads(a, h, n=n), weights)]).sum()
+    assert tl.gradcheck(weighted_sum, [x])
+    assert tl.gradcheck(lambda a: F.split_heads(a, h, n=n)[-1] * 2.0, [x])   # unused pieces get zero gradients
+
+
+def test_split_and_merge_heads_errors():
+    with pytest.raises(ValueError, match="split_heads"):
+        F.split_heads(tl.zeros(1, 2, 13), 2)
+    with pytest.raises(ValueError, match="merge_heads"):
+        F.merge_heads(tl.zeros(1, 2, 12))

@@ -12,22 +12,27 @@ def quadratic_grads(p, target):
     return 2 * (p - target)
 
 
-def run(opt_factory, steps=5, n_params=2):
+def run(opt_factory, steps=5, n_params=2, with_grad=None):
     rng = np.random.default_rng(0)
     params = [tl.tensor(rng.standard_normal(3), dtype=tl.float64, requires_grad=True) for _ in range(n_params)]
     opt = opt_factory(params)
     history = []
     for _ in range(steps):
-        for p in params:
+        for p in params[:with_grad]:
             p.grad = quadratic_grads(p.data, 1.0)
+        grads = [p.grad.copy() for p in params[:with_grad]]
         opt.step()
+        for p, g in zip(params, grads):
+            np.testing.assert_array_equal(p.grad, g)          # step reads the gradients, never changes them
         history.append([p.numpy().copy() for p in params])
     return params, history, rng
 
 
-def test_adamw_matches_the_equations():
+@pytest.mark.parametrize("with_grad", [None, 1])   # every grad: the flat group path; a missing one: per parameter
+def test_adamw_matches_the_equations(with_grad):
     lr, (b1, b2), eps, wd = 0.1, (0.9, 0.99), 1e-8, 0.05
-    _, history, _ = run(lambda ps: optim.AdamW(ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd))
+    _, history, _ = run(lambda ps: optim.AdamW(ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd),
+                        with_grad=with_grad)
     p = np.random.default_rng(0).standard_normal(3)
     m = v = np.zeros(3)
     for t in range(1, 6):
@@ -36,6 +41,8 @@ def test_adamw_matches_the_equations():
         m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
         p = p - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
         np.testing.assert_allclose(history[t - 1][0], p, rtol=1e-12)
+    if with_grad == 1:
+        np.testing.assert_array_equal(history[-1][1], np.random.default_rng(0).standard_normal((2, 3))[1])
 
 
 @pytest.mark.parametrize("momentum,wd", [(0.0, 0.0), (0.9, 0.0), (0.9, 0.1)])
