@@ -122,6 +122,7 @@ class Trainer:
             model_state, optimizer_state, meta = load_checkpoint(self.path)
             self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
             self._check_same_model(meta)
+            self._check_same_vocabulary(make_tokenizer(cfg.tokenizer, text))
         else:
             self.tokenizer = make_tokenizer(cfg.tokenizer, text)
         self.dataset = TextDataset(text, self.tokenizer, cfg.block_size)
@@ -141,6 +142,16 @@ class Trainer:
         if different:
             raise CheckpointError("the checkpoint in {} was trained with another model config: {}".format(
                 self.cfg.out_dir, ", ".join(f"{k}={a} there, {b} here" for k, (a, b) in different.items())))
+
+    def _check_same_vocabulary(self, wanted):
+        """Resuming with another --tokenizer or with --data of other characters would silently keep the old
+        vocabulary (and train on a text it was not built for): say so instead."""
+        saved = self.tokenizer
+        if saved.to_dict() != wanted.to_dict():
+            raise CheckpointError(
+                f"the checkpoint in {self.cfg.out_dir} was trained with another vocabulary: {saved.kind} tokenizer "
+                f"with {saved.vocab_size} ids there, {wanted.kind} with {wanted.vocab_size} here (another "
+                "--tokenizer, or --data with other characters?)")
 
     def _restore(self, model_state, optimizer_state, meta):
         try:

@@ -61,6 +61,12 @@ def test_resume_from_another_config_or_missing_checkpoint(trained, tmp_path):
     out, _ = trained
     other = run(TRAIN, "--preset", "tiny", "--out-dir", out, "--resume", "--n-embd", "64")
     assert other.returncode == 2 and "another model config" in other.stderr
+    byte = run(TRAIN, "--preset", "tiny", "--out-dir", out, "--resume", "--tokenizer", "byte")
+    assert byte.returncode == 2 and "another vocabulary" in byte.stderr and "Traceback" not in byte.stderr
+    other_text = tmp_path / "other.txt"
+    other_text.write_text("0123456789 " * 200, encoding="utf-8")
+    chars = run(TRAIN, "--preset", "tiny", "--out-dir", out, "--resume", "--data", str(other_text))
+    assert chars.returncode == 2 and "another vocabulary" in chars.stderr
     missing = run(TRAIN, "--preset", "tiny", "--out-dir", str(tmp_path / "empty"), "--resume")
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
 
