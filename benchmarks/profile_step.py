@@ -3,7 +3,8 @@
     python benchmarks/profile_step.py --preset cpu --steps 30
 
 Runs cProfile over whole steps (forward, backward, clip, AdamW) of the preset's model on the CPU and prints
-milliseconds per step for each group, largest first. The figures in docs/performance.md come from it.
+milliseconds per step for each group, largest first, with the batch on one core (--cpu-shards 1: cProfile sees
+only the main thread). The figures in docs/performance.md come from it.
 """
 import argparse
 import cProfile
@@ -46,7 +47,9 @@ def main():
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    trainer = Trainer(TrainConfig.from_preset(args.preset, out_dir="/tmp/tensorlite-profile", max_iters=10 ** 6))
+    # one shard: cProfile sees only the main thread, so the data-parallel step would hide half of the work
+    trainer = Trainer(TrainConfig.from_preset(args.preset, out_dir="/tmp/tensorlite-profile", max_iters=10 ** 6,
+                                              cpu_shards=1))
     for _ in range(5):
         trainer.step()
     start = time.perf_counter()
