@@ -40,14 +40,13 @@ def time_tensorlite(cfg, device, iters, warmup, cpu_shards):
     import tensorlite as tl
     from gpt.model import GPT, GPTConfig
     from tensorlite.nn.utils import clip_grad_norm_
-    from tensorlite.parallel import ShardedStep, auto_shards
+    from tensorlite.parallel import ShardedStep, shards_for
 
     tl.manual_seed(0)
     model = GPT(GPTConfig(**cfg["model"])).to(device)
     model.train()
     optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.99))
-    shards = (cpu_shards or auto_shards(cfg["batch_size"])) if device == "cpu" else 1
-    sharded = ShardedStep(model, shards) if shards > 1 else None   # as the Trainer does
+    sharded = ShardedStep(model, shards_for(device, cfg["batch_size"], cpu_shards))   # as the Trainer steps
     xp = tl.backend.get_xp(device)
     sync = xp.cuda.Device().synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
@@ -58,11 +57,7 @@ def time_tensorlite(cfg, device, iters, warmup, cpu_shards):
         x, y = tl.tensor(x_np, device=device), tl.tensor(y_np, device=device)
         sync()
         start = time.perf_counter()
-        if sharded is not None:
-            loss = sharded(lambda m, a, b: m(a, b)[1], x, y)
-        else:
-            _, loss = model(x, y)
-            loss.backward()
+        loss = sharded(lambda m, a, b: m(a, b)[1], x, y)
         clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()

@@ -18,7 +18,7 @@ from tqdm import tqdm
 import tensorlite as tl
 from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
-from tensorlite.parallel import ShardedStep, auto_shards
+from tensorlite.parallel import ShardedStep, shards_for
 
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from .data import DEFAULT_DATA, TextDataset, load_text, make_tokenizer, tokenizer_from_dict
@@ -128,8 +128,7 @@ class Trainer:
         self.dataset = TextDataset(text, self.tokenizer, cfg.block_size)
         self.model = GPT(cfg.model_config(self.tokenizer.vocab_size)).to(cfg.device)
         self.optimizer = self.model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
-        shards = (cfg.cpu_shards or auto_shards(cfg.batch_size)) if cfg.device == "cpu" else 1
-        self.sharded = ShardedStep(self.model, shards) if shards > 1 else None
+        self.sharded = ShardedStep(self.model, shards_for(cfg.device, cfg.batch_size, cfg.cpu_shards))
         self.iter_num, self.best_val = 0, math.inf
         self.saved_iter, self.last_eval = None, None
         if meta is not None:
@@ -181,12 +180,8 @@ class Trainer:
         total = None
         for _ in range(cfg.grad_accum):
             x, y = self.dataset.get_batch("train", cfg.batch_size, self.batch_rng, cfg.device)
-            if self.sharded is not None:
-                loss = self.sharded(_model_loss, x, y, grad_scale=1.0 / cfg.grad_accum)
-            else:
-                _, loss = self.model(x, y)
-                (loss * (1.0 / cfg.grad_accum) if cfg.grad_accum > 1 else loss).backward()
-            total = loss.detach() if total is None else total + loss.detach()
+            loss = self.sharded(_model_loss, x, y, grad_scale=1.0 / cfg.grad_accum)   # forward and backward
+            total = loss if total is None else total + loss
         if cfg.grad_clip > 0:
             clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()

@@ -5,7 +5,7 @@ import pytest
 import tensorlite as tl
 from gpt import TrainConfig, Trainer
 from gpt.model import GPT, GPTConfig
-from tensorlite.parallel import ShardedStep, auto_shards
+from tensorlite.parallel import ShardedStep, auto_shards, shards_for
 
 
 def model_loss(model, x, y):
@@ -91,6 +91,7 @@ def test_errors():
     step(model_loss, x, y)                                      # and leaves no half-step gradients behind
     assert_same_grads_as_the_whole_batch(model, x, y)
     assert 1 <= auto_shards(3) <= 3 and auto_shards(1) == 1
+    assert shards_for("cuda", 12) == 1 and shards_for("cpu", 12, 3) == 3 and shards_for("cpu", 12) == auto_shards(12)
     with pytest.raises(ValueError, match="cpu_shards"):
         TrainConfig(cpu_shards=-1)
 
@@ -98,5 +99,6 @@ def test_errors():
 def test_trainer_uses_it_and_one_shard_is_off(tmp_path):
     common = dict(out_dir=str(tmp_path), n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
                   max_iters=1, eval_iters=1)
-    assert Trainer(TrainConfig(cpu_shards=1, **common)).sharded is None
+    one = Trainer(TrainConfig(cpu_shards=1, **common)).sharded
+    assert one.n_shards == 1 and not one.replicas and not hasattr(one, "pool")   # off: no replicas, no threads
     assert Trainer(TrainConfig(cpu_shards=2, **common)).sharded.n_shards == 2
