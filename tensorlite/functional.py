@@ -84,10 +84,12 @@ class CrossEntropy(Function):
         valid = targets != self.ignore_index
         safe_targets = xp.where(valid, targets, 0)
         rows = xp.arange(z.shape[0])
-        log_norm = xp.log(xp.exp(z).sum(axis=1))                                          # (N,)
-        losses = (log_norm - z[rows, safe_targets]) * valid
-        xp.exp(z - log_norm[:, None], out=z)                                                # softmax, in place
-        self.save_for_backward(z, safe_targets, valid)
+        target_logits = z[rows, safe_targets]                                              # (N,), a copy
+        probs = xp.exp(z, out=z)                                                           # z <= 0: no overflow
+        norm = probs.sum(axis=1)                                                           # (N,) >= 1
+        losses = (xp.log(norm) - target_logits) * valid
+        probs /= norm[:, None]                                                             # softmax, in place
+        self.save_for_backward(probs, safe_targets, valid)
         self.n_valid = int(valid.sum()) if self.reduction == "mean" else 1
         if self.reduction == "none":
             return losses.reshape(self.targets.shape)
