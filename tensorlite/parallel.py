@@ -1,28 +1,37 @@
-"""Data parallelism across CPU cores: a batch cut into row shards, each run forward and backward on its own thread.
+"""Data parallelism across CPU cores: a batch cut into row shards, each run forward and backward by its own process.
 
 Why: on a few cores, most of a small model's step is NumPy work that runs on one core (elementwise chains,
 attention's many small GEMMs, the engine's bookkeeping); only the big GEMMs use every core, through BLAS. Giving
 each core a whole shard of the batch instead (with BLAS at one thread per shard) keeps every core busy for the
-whole step, the way DDP keeps every GPU busy. NumPy releases the GIL inside its loops and BLAS calls, so the
-shards do run at once; only the Python bookkeeping takes turns. On the 2-core machine of docs/performance.md
-this takes the cpu preset's step from 40.8 to 38.6 ms in one benchmark run.
+whole step, the way DDP keeps every GPU busy. The shards run in processes, not threads: the engine's Python
+bookkeeping would otherwise take turns on the GIL (on the 2-core machine of docs/performance.md, two threads took
+~3 ms longer per step than two processes).
 
-Each shard runs on a replica of the module that shares the parameter arrays (no copies) but has Parameter
-objects of its own, so no two threads ever add into the same gradient. The replicas' gradients are then added
-into the module's own in shard order, so the result does not depend on thread timing: runs are reproducible and
-resume exactly. Random draws (dropout) come from one generator per shard, seeded from the framework's generator.
+The calling process runs shard 0 on the module itself; each other shard runs in a worker process on a copy of the
+module whose parameters are views into one shared-memory buffer. Each call copies the module's current
+parameters into that buffer (so optimizers and load_state_dict need no hook), the workers write their gradients
+into shared buffers of their own, and the caller adds them into the module's gradients in shard order: the
+result does not depend on timing, so runs are reproducible and resume exactly. Random draws (dropout) come from
+one generator per shard, seeded from the framework's generator.
 """
-import copy
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor, wait
+import pickle
+import signal
+import sys
+import warnings
+import weakref
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from . import backend
 from .tensor import Tensor
 
-MAX_AUTO_SHARDS = 4   # more shards mean smaller GEMMs and more Python bookkeeping taking turns on the GIL
+MAX_AUTO_SHARDS = 4   # more shards mean smaller GEMMs and more copies of the engine's per-op overhead
+# fork on Linux: workers start in milliseconds, inherit the module and never re-run the main script (so scripts
+# need no `if __name__ == "__main__"` guard); spawn elsewhere (macOS's system libraries are not fork-safe)
+_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 def usable_cores():
@@ -45,10 +54,13 @@ class ShardedStep:
     parallel; the gradients of the batch's mean loss (each shard's mean weighted by its share of the rows) are
     added into the module's parameters' .grad, as `loss.backward()` over the whole batch would add them.
 
-    `loss_fn` must return a mean over the shard's rows (like `F.cross_entropy`). More than one shard is for the
-    CPU only (on a GPU one kernel already uses the whole device); one shard is the plain forward and backward on
-    the calling thread, on any device, so a training loop can always step through a ShardedStep. The module's
-    structure must not change after the ShardedStep is made.
+    `loss_fn` must return a mean over the shard's rows (like `F.cross_entropy`) and, with more than one shard, be
+    a module-level function (it is sent to the workers by pickle). More than one shard is for the CPU only (on a
+    GPU one kernel already uses the whole device); one shard is the plain forward and backward in the calling
+    process, on any device, so a training loop can always step through a ShardedStep. Workers start on the first
+    call with the module as it is then: each call sends them its parameters' values and training mode, and they
+    are restarted when the parameters change shape or dtype; any other change (a new submodule, a buffer) needs
+    `close()` first. `close()` stops them (so do garbage collection and the end of the program).
     """
 
     def __init__(self, module, n_shards):
@@ -58,78 +70,195 @@ class ShardedStep:
             raise backend.DeviceError("ShardedStep runs shards on the CPU; the module has parameters on another "
                                       "device (use n_shards=1 there)")
         self.module, self.n_shards = module, n_shards
-        own = {id(p.data): p.data for p in _tensors(module)}   # deepcopy shares the arrays, copies the rest
-        self.replicas = [copy.deepcopy(module, memo=dict(own)) for _ in range(n_shards - 1)]
-        if n_shards > 1:
-            self.pool = ThreadPoolExecutor(max_workers=n_shards - 1)
-            self.blas = ThreadpoolController()
-            self.blas_threads = max(1, usable_cores() // n_shards)
+        self.workers, self.layout, self.shared_params = [], None, None
+        self.shard_losses = []        # each shard's mean loss in the last call, in shard order
+        self._finalizer = weakref.finalize(self, _stop, self.workers)
 
     def __call__(self, loss_fn, *batch, grad_scale=1.0):
         """Returns the batch's mean loss as a 0-d Tensor (detached)."""
-        if self.n_shards == 1:   # no threads, no seeds, no host round trip (on a GPU the step stays asynchronous)
+        if self.n_shards == 1:   # no processes, no seeds, no host round trip (on a GPU the step stays asynchronous)
             loss = loss_fn(self.module, *batch)
             (loss * grad_scale if grad_scale != 1.0 else loss).backward()
+            self.shard_losses = [loss]
             return loss.detach()
+        _check_picklable(loss_fn)
         rows = batch[0].shape[0]
         bounds = np.linspace(0, rows, min(self.n_shards, rows) + 1).round().astype(int)
-        shards = [tuple(Tensor(_data(b)[lo:hi]) for b in batch) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        shards = [[_data(b)[lo:hi] for b in batch] for lo, hi in zip(bounds[:-1], bounds[1:])]
         shares = [(hi - lo) / rows for lo, hi in zip(bounds[:-1], bounds[1:])]
-        weights = [grad_scale * share for share in shares]
         seeds = backend.rng("cpu").integers(2 ** 63, size=len(shards))
-        models = [self.module] + self._synced_replicas()
-        try:
-            with self.blas.limit(limits=self.blas_threads, user_api="blas"):
-                futures = [self.pool.submit(_forward_backward, models[i], loss_fn, shards[i], weights[i], seeds[i])
-                           for i in range(1, len(shards))]
-                try:
-                    losses = [_forward_backward(self.module, loss_fn, shards[0], weights[0], seeds[0])]
-                finally:
-                    wait(futures)                         # every shard has finished, even when one failed
-                losses += [f.result() for f in futures]
-        except BaseException:
-            for replica in self.replicas:                 # no half-step gradients left for the next call
-                replica.zero_grad()
-            raise
-        self._gather_grads(len(shards) - 1)
-        mean = sum(share * loss for share, loss in zip(shares, losses))
-        return Tensor(np.asarray(mean, dtype=self.module.parameters()[0].dtype))
-
-    def _synced_replicas(self):
-        """Point the replicas at the module's current arrays (an optimizer or load_state_dict may have replaced
-        them) and mode."""
-        own = _tensors(self.module)
-        for replica in self.replicas:
-            for mine, theirs in zip(own, _tensors(replica)):
-                theirs.data = mine.data
-            replica.train(self.module.training)
-        return self.replicas
-
-    def _gather_grads(self, n_replicas):
-        """Add the replicas' gradients into the module's, in shard order, and clear them."""
         params = self.module.parameters()
-        for replica in self.replicas[:n_replicas]:
-            for p, q in zip(params, replica.parameters()):
-                if q.grad is None:
-                    continue
-                if p.grad is None:
-                    p.grad = q.grad
-                else:
-                    p.grad += q.grad
-                q.grad = None
+        self._start_workers(params)
+        np.concatenate([p.data.reshape(-1) for p in params], out=self.shared_params)
+        busy = self.workers[:len(shards) - 1]
+        tasks = [(loss_fn, shards[i], grad_scale * shares[i], seeds[i], self.module.training)
+                 for i in range(1, len(shards))]
+        replies = []
+        try:
+            for worker, task in zip(busy, tasks):
+                worker.send(task)
+            try:
+                with self.blas.limit(limits=1, user_api="blas"):
+                    losses = [_forward_backward(self.module, loss_fn, shards[0], grad_scale * shares[0], seeds[0])]
+            finally:
+                replies = [worker.receive() for worker in busy]   # every shard has finished, even when one failed
+        except BaseException:
+            if len(replies) < len(busy):   # interrupted mid-step (Ctrl-C) or a worker died: start afresh next call
+                self.close()
+            raise
+        for status, value in replies:
+            if status == "error":
+                raise value
+        for worker, (_, (loss, has_grad)) in zip(busy, replies):   # in shard order: deterministic sums
+            losses.append(loss)
+            worker.add_grads_into(params, has_grad)
+        self.shard_losses = losses
+        mean = sum(share * loss for share, loss in zip(shares, losses))
+        return Tensor(np.asarray(mean, dtype=params[0].dtype))
+
+    def _start_workers(self, params):
+        """Start the workers, or restart them when the parameters' shapes or dtypes have changed."""
+        layout = [(p.shape, p.dtype.str) for p in params]
+        if self.workers and layout == self.layout:
+            return
+        self.close()
+        if len({dtype for _, dtype in layout}) != 1:
+            raise TypeError(f"ShardedStep needs every parameter in one dtype, got {sorted({d for _, d in layout})}")
+        context = multiprocessing.get_context(_START_METHOD)
+        dtype = params[0].dtype
+        size = sum(p.size for p in params)
+        raw_params = context.RawArray("b", size * dtype.itemsize)
+        self.shared_params = np.frombuffer(raw_params, dtype=dtype)
+        self.workers.extend(_Worker(context, self.module, raw_params, dtype, index)
+                            for index in range(1, self.n_shards))
+        self.layout, self.blas = layout, ThreadpoolController()
+
+    def close(self):
+        """Stop the worker processes (the next call starts new ones)."""
+        _stop(self.workers)
+
+
+class _Worker:
+    """The caller's end of one worker process: a pipe for tasks and replies, and the worker's gradient buffer."""
+
+    def __init__(self, context, module, raw_params, dtype, index):
+        raw_grads = context.RawArray("b", len(raw_params))
+        self.grads = np.frombuffer(raw_grads, dtype=dtype)
+        self.conn, child_end = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child_end, self.conn, module, raw_params, raw_grads,
+                                                             dtype.str),
+                                       name=f"tensorlite-shard-{index}", daemon=True)
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns about fork() in any multi-threaded process (here: OpenBLAS's idle pool). The
+            # child runs only NumPy and one-thread BLAS, and OpenBLAS resets its pool at fork.
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            self.process.start()
+        child_end.close()
+
+    def send(self, task):
+        try:
+            self.conn.send(task)
+        except (OSError, ValueError):
+            self._died()
+
+    def receive(self):
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self._died()
+
+    def _died(self):
+        self.process.join(timeout=1)
+        raise RuntimeError(f"ShardedStep worker {self.process.name} exited unexpectedly (exit code "
+                           f"{self.process.exitcode})") from None
+
+    def add_grads_into(self, params, has_grad):
+        for p, g, present in zip(params, _flat_views(self.grads, params), has_grad):
+            if not present:
+                continue
+            if p.grad is None:
+                p.grad = g.copy()   # the buffer is reused by the next step
+            else:
+                p.grad += g
+
+
+def _serve(conn, callers_end, module, raw_params, raw_grads, dtype):
+    """A worker's loop: run one shard per task on the module copy, reply (loss, which params got a gradient)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the calling process's to handle
+    if not callers_end.closed:
+        callers_end.close()   # a forked copy: holding it open would hide the caller's death (no EOF)
+    threadpool_limits(limits=1, user_api="blas")
+    params = module.parameters()
+    for p, view in zip(params, _flat_views(np.frombuffer(raw_params, dtype=dtype), params)):
+        p.data = view
+    grads = _flat_views(np.frombuffer(raw_grads, dtype=dtype), params)
+    while (task := _next_task(conn)) is not None:
+        loss_fn, shard, weight, seed, training = task
+        try:
+            module.train(training)
+            loss = _forward_backward(module, loss_fn, shard, weight, seed)
+            has_grad = [p.grad is not None for p in params]
+            for p, g in zip(params, grads):
+                if p.grad is not None:
+                    g[...] = p.grad
+            reply = ("ok", (loss, has_grad))
+        except Exception as err:   # sent back and raised by the caller, as if the shard ran there
+            reply = ("error", err if _is_picklable(err) else RuntimeError(f"{type(err).__name__}: {err}"))
+        module.zero_grad()
+        conn.send(reply)
+
+
+def _next_task(conn):
+    """The next task, or None to stop (asked to, or the calling process is gone)."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return None
 
 
 def _forward_backward(model, loss_fn, shard, weight, seed):
     with backend.using_generator(np.random.default_rng(seed)):
-        loss = loss_fn(model, *shard)
+        loss = loss_fn(model, *(Tensor(a) for a in shard))
         loss.backward(weight)
     return float(loss.data)
 
 
+def _flat_views(flat, params):
+    """Views of one flat buffer, shaped as the parameters, in order."""
+    views, start = [], 0
+    for p in params:
+        views.append(flat[start:start + p.size].reshape(p.shape))
+        start += p.size
+    return views
+
+
+def _stop(workers):
+    for worker in workers:
+        try:
+            worker.conn.send(None)
+        except (OSError, ValueError):
+            pass
+    for worker in workers:
+        worker.process.join(timeout=2)
+        if worker.process.is_alive():
+            worker.process.terminate()
+        worker.conn.close()
+    workers.clear()
+
+
+def _is_picklable(obj):
+    try:
+        pickle.dumps(obj)
+        return True
+    except Exception:
+        return False
+
+
+def _check_picklable(loss_fn):
+    if not _is_picklable(loss_fn):
+        raise TypeError(f"ShardedStep sends loss_fn to its worker processes by pickle, and {loss_fn!r} cannot be "
+                        "pickled: pass a module-level function (not a lambda or a local function)")
+
+
 def _data(x):
     return x.data if isinstance(x, Tensor) else np.asarray(x)
-
-
-def _tensors(module):
-    """Every parameter and buffer of a module, in a fixed order (the same order in a deep copy)."""
-    return [t for m in module.modules() for t in [*m._parameters.values(), *(b for b, _ in m._buffers.values())]]

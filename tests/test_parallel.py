@@ -1,4 +1,9 @@
-"""tensorlite.parallel.ShardedStep: the sharded step gives the whole batch's loss and gradients, reproducibly."""
+"""tensorlite.parallel.ShardedStep: the sharded step gives the whole batch's loss and gradients, reproducibly, and its
+worker processes fail loudly and recover."""
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -62,17 +67,44 @@ def test_dropout_is_reproducible_and_each_shard_draws_its_own_masks():
         np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)
     x = tl.tensor(np.tile(batch(1)[0].numpy(), (2, 1)))          # the same row twice: one per shard
     for dropout in (0.0, 0.5):
-        seen = []
-        ShardedStep(tiny_gpt(dropout), 2)(lambda m, a, b: seen.append(model_loss(m, a, b)) or seen[-1], x, x)
-        assert (seen[0].item() == seen[1].item()) == (dropout == 0.0)
+        step = ShardedStep(tiny_gpt(dropout), 2)
+        step(model_loss, x, x)
+        first, second = step.shard_losses
+        assert (first == second) == (dropout == 0.0)
 
 
-def test_replicas_follow_replaced_parameter_arrays():
+def test_workers_follow_replaced_parameter_arrays_and_dtypes():
     model = tiny_gpt()
     step = ShardedStep(model, 2)
     x, y = batch(4)
+    step(model_loss, x, y)
+    first_worker = step.workers[0].process
     for p in model.parameters():
         p.data = p.data * 1.5                                   # a new array, as load_state_dict or .to() may make
+    model.zero_grad()
+    step(model_loss, x, y)
+    assert step.workers[0].process is first_worker              # same layout: the same worker, new values
+    assert_same_grads_as_the_whole_batch(model, x, y)
+    model.float()                                               # another dtype: the workers are restarted
+    model.zero_grad()
+    step(model_loss, x, y)
+    assert step.workers[0].process is not first_worker and not first_worker.is_alive()
+    assert step.workers[0].grads.dtype == np.float32
+    step.close()
+    assert not step.workers
+
+
+def test_a_dead_worker_is_a_clear_error_and_the_next_call_starts_afresh():
+    model = tiny_gpt()
+    step = ShardedStep(model, 2)
+    x, y = batch(4)
+    step(model_loss, x, y)
+    step.workers[0].process.kill()
+    step.workers[0].process.join()
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        step(model_loss, x, y)
+    assert not step.workers
+    model.zero_grad()
     step(model_loss, x, y)
     assert_same_grads_as_the_whole_batch(model, x, y)
 
@@ -90,6 +122,8 @@ def test_errors():
     model.zero_grad()
     step(model_loss, x, y)                                      # and leaves no half-step gradients behind
     assert_same_grads_as_the_whole_batch(model, x, y)
+    with pytest.raises(TypeError, match="module-level function"):
+        step(lambda m, a, b: model_loss(m, a, b), x, y)         # the workers get loss_fn by pickle
     assert 1 <= auto_shards(3) <= 3 and auto_shards(1) == 1
     assert shards_for("cuda", 12) == 1 and shards_for("cpu", 12, 3) == 3 and shards_for("cpu", 12) == auto_shards(12)
     with pytest.raises(ValueError, match="cpu_shards"):
@@ -99,6 +133,48 @@ def test_errors():
 def test_trainer_uses_it_and_one_shard_is_off(tmp_path):
     common = dict(out_dir=str(tmp_path), n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
                   max_iters=1, eval_iters=1)
-    one = Trainer(TrainConfig(cpu_shards=1, **common)).sharded
-    assert one.n_shards == 1 and not one.replicas and not hasattr(one, "pool")   # off: no replicas, no threads
-    assert Trainer(TrainConfig(cpu_shards=2, **common)).sharded.n_shards == 2
+    one = Trainer(TrainConfig(cpu_shards=1, **common))
+    assert one.sharded.n_shards == 1
+    two = Trainer(TrainConfig(cpu_shards=2, **dict(common, out_dir=str(tmp_path / "two"))))
+    assert two.sharded.n_shards == 2 and not two.sharded.workers      # workers start on the first step
+    two.run(progress=False)
+    assert len(two.sharded.workers) == 1
+    one.run(progress=False)
+    assert not one.sharded.workers                                    # off: no worker processes
+
+
+ORPHAN = """
+import os, signal, numpy as np
+import tensorlite as tl
+from tensorlite.parallel import ShardedStep
+from gpt.model import GPT, GPTConfig
+def loss(m, x, y):
+    return m(x, y)[1]
+m = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
+step = ShardedStep(m, 3)
+x = tl.tensor(np.zeros((4, 8), dtype=np.int64))
+step(loss, x, x)
+print(*[w.process.pid for w in step.workers], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_the_calling_process_dies(tmp_path):
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)   # no __main__ guard: fork never re-runs the script
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in pids)
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] not in "ZX"   # a zombie has exited, only not been reaped yet
+    except FileNotFoundError:
+        return False
