@@ -161,6 +161,33 @@ def erf(x):
     return scipy_erf(x).astype(x.dtype, copy=False)
 
 
+def usable_cores():
+    """Cores this process may run on (the affinity mask where the OS has one, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_pool = None   # threads for in_slices, made on first use
+
+
+def in_slices(fn, *arrays, min_size=1 << 18):
+    """fn(*slices) over equal slices of 1-d arrays, one slice per core at once: NumPy releases the GIL inside
+    its loops, so a chain of passes over a big CPU buffer (AdamW over all parameters) runs on every core. One
+    plain call for GPU arrays, small arrays or one core."""
+    global _pool
+    n = min(usable_cores(), arrays[0].size // min_size)
+    if n < 2 or is_cuda_array(arrays[0]):
+        return fn(*arrays)
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(max_workers=usable_cores() - 1, thread_name_prefix="tensorlite")
+    bounds = np.linspace(0, arrays[0].size, n + 1).astype(int)
+    pieces = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    futures = [_pool.submit(fn, *piece) for piece in pieces[1:]]
+    fn(*pieces[0])
+    for future in futures:
+        future.result()
+
+
 def manual_seed(seed):
     """Seed every random source the framework draws from, on every backend (made lazily for cuda)."""
     global _seed

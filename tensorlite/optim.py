@@ -157,8 +157,9 @@ class AdamW(Optimizer):
         if fused.applies_to_arrays(flat["p"]):
             launch.run(launch.adamw_step(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group["lr"],
                                          *group["betas"], group["eps"], group["weight_decay"], step))
-        else:
-            _adamw_update(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group, step)
+        else:   # on the CPU, one slice of the buffers per core
+            backend.in_slices(lambda *arrays: _adamw_update(*arrays, group, step),
+                              flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"])
 
 
 def _adamw_update(p, g, m, v, group, t):

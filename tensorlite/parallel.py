@@ -15,7 +15,6 @@ result does not depend on timing, so runs are reproducible and resume exactly. R
 one generator per shard, seeded from the framework's generator.
 """
 import multiprocessing
-import os
 import pickle
 import signal
 import sys
@@ -26,17 +25,13 @@ import numpy as np
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from . import backend
+from .backend import usable_cores
 from .tensor import Tensor
 
 MAX_AUTO_SHARDS = 4   # more shards mean smaller GEMMs and more copies of the engine's per-op overhead
 # fork on Linux: workers start in milliseconds, inherit the module and never re-run the main script (so scripts
 # need no `if __name__ == "__main__"` guard); spawn elsewhere (macOS's system libraries are not fork-safe)
 _START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
-
-
-def usable_cores():
-    """Cores this process may run on (the affinity mask where the OS has one, else the CPU count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def auto_shards(batch_size):

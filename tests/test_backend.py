@@ -53,3 +53,24 @@ def test_cupy_has_every_xp_function_the_code_uses():
     missing = [name for name in _xp_attributes() if not hasattr(cupy, name)]
     assert _xp_attributes(), "the scan found no xp.<name> uses at all: the scan is broken"
     assert missing == []
+
+
+def test_in_slices_covers_every_element_once_across_threads(monkeypatch):
+    import threading
+
+    import numpy as np
+    monkeypatch.setattr(backend, "usable_cores", lambda: 3)
+    a, b = np.arange(10.0), np.zeros(10)
+    calls = []
+
+    def work(x, y):
+        calls.append((len(x), threading.get_ident()))
+        y += x * 2
+
+    backend.in_slices(work, a, b, min_size=3)                  # three slices of 3-4 elements, not all on this thread
+    np.testing.assert_array_equal(b, a * 2)
+    assert sorted(n for n, _ in calls) == [3, 3, 4] and len({t for _, t in calls}) > 1
+    calls.clear()
+    backend.in_slices(work, a, b, min_size=8)                  # one slice: a plain call on this thread
+    np.testing.assert_array_equal(b, a * 4)
+    assert calls == [(10, threading.get_ident())]

@@ -115,3 +115,20 @@ def test_warmup_cosine_schedule():
     assert lr[110] == pytest.approx(0.1) and lr[129] == 0.1
     assert all(a >= b for a, b in zip(lr[10:], lr[11:]))
     assert math.isclose(max(lr), 1.0)
+
+
+def test_adamw_over_a_buffer_sliced_across_cores_is_the_same_update(monkeypatch):
+    from tensorlite import backend
+    results = []
+    for cores in (1, 2):                                       # one plain pass, or one slice per core (threads)
+        monkeypatch.setattr(backend, "usable_cores", lambda: cores)
+        rng = np.random.default_rng(0)
+        params = [tl.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True) for n in (2 ** 19 + 7, 5)]
+        opt = optim.AdamW(params, lr=0.1, weight_decay=0.05)
+        for _ in range(3):
+            for p in params:
+                p.grad = quadratic_grads(p.data, 1.0)
+            opt.step()
+        results.append([p.numpy() for p in params])
+    for sliced, plain in zip(results[1], results[0]):
+        np.testing.assert_array_equal(sliced, plain)
