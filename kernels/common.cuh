@@ -38,3 +38,14 @@ __device__ __forceinline__ float block_reduce(float value, float* scratch, bool 
     __syncthreads();
     return total;
 }
+
+// Uniform [0, 1) from (seed, a, b, c): a 32-bit integer hash (xorshift-multiply rounds), mirrored in NumPy
+// (tensorlite/cuda/mirror.py::dropout_uniform). Dropout draws its decisions from it, so backward regenerates
+// them from the seed instead of storing a mask.
+__device__ __forceinline__ float dropout_uniform(unsigned int seed, unsigned int a, unsigned int b, unsigned int c) {
+    unsigned int h = seed ^ (a * 0x9E3779B1u) ^ (b * 0x85EBCA77u) ^ (c * 0xC2B2AE3Du);
+    h ^= h >> 16; h *= 0x7FEB352Du;
+    h ^= h >> 15; h *= 0x846CA68Bu;
+    h ^= h >> 16;
+    return (float)(h >> 8) * (1.0f / 16777216.0f);
+}

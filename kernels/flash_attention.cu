@@ -14,16 +14,6 @@
 #define FA_ROWS 64   // query rows per block (forward, dQ) = key rows per block (dK/dV) = threads per block
 #define FA_TILE 32   // rows of the tile walked through shared memory
 
-// Uniform [0, 1) from (seed, bh, i, j): a 32-bit integer hash (xorshift-multiply rounds), mirrored in NumPy.
-__device__ __forceinline__ float dropout_uniform(unsigned int seed, unsigned int bh, unsigned int i,
-                                                 unsigned int j) {
-    unsigned int h = seed ^ (bh * 0x9E3779B1u) ^ (i * 0x85EBCA77u) ^ (j * 0xC2B2AE3Du);
-    h ^= h >> 16; h *= 0x7FEB352Du;
-    h ^= h >> 15; h *= 0x846CA68Bu;
-    h ^= h >> 16;
-    return (float)(h >> 8) * (1.0f / 16777216.0f);
-}
-
 // Multiplier of P_ij after dropout: 0 or 1 / (1 - p).
 __device__ __forceinline__ float dropout_keep(float p, unsigned int seed, unsigned int bh, int i, int j) {
     if (p <= 0.0f) return 1.0f;

@@ -211,6 +211,20 @@ def rng(device):
     return _generators[device]
 
 
+def kernel_seed(device):
+    """A 32-bit seed for a kernel's counter-based random numbers (dropout), drawn on the host: reading back a draw
+    of the GPU's generator would make every step wait for the device. Seeded by manual_seed like rng(device); on
+    the CPU it is rng('cpu') itself (so the emulated kernels follow using_generator)."""
+    device = check_device(device)
+    if device == "cpu":
+        return int(rng("cpu").integers(0, 2 ** 32))
+    key = ("host", device)
+    if key not in _generators:
+        seed = _seed if _seed is not None else np.random.SeedSequence().entropy
+        _generators[key] = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(DEVICES.index(device), 1)))
+    return int(_generators[key].integers(0, 2 ** 32))
+
+
 @contextlib.contextmanager
 def using_generator(generator):
     """Within this block, this thread's CPU random draws (dropout) come from `generator`: threads working at

@@ -260,7 +260,8 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    return Dropout.apply(x, p=p)
+    out = fused.dropout(x, p)
+    return out if out is not None else Dropout.apply(x, p=p)
 
 
 # ----------------------------------------------------------------------------- lookups and projections

@@ -74,3 +74,15 @@ def test_in_slices_covers_every_element_once_across_threads(monkeypatch):
     backend.in_slices(work, a, b, min_size=8)                  # one slice: a plain call on this thread
     np.testing.assert_array_equal(b, a * 4)
     assert calls == [(10, threading.get_ident())]
+
+
+def test_kernel_seeds_follow_manual_seed_on_the_host():
+    draws = {}
+    for device in ("cpu", "cuda"):                             # the cuda stream is drawn on the host: no GPU needed
+        tl.manual_seed(11)
+        first = [backend.kernel_seed(device) for _ in range(3)]
+        tl.manual_seed(11)
+        assert [backend.kernel_seed(device) for _ in range(3)] == first
+        assert all(0 <= s < 2 ** 32 for s in first)
+        draws[device] = first
+    assert draws["cpu"] != draws["cuda"]

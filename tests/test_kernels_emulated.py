@@ -88,6 +88,8 @@ def test_launch_specs_reject_what_would_read_out_of_bounds():
         launch.flash_forward(np.zeros((1, 1, 8, 48), np.float32), q, q, q, q, 1.0, True, 0.0, 0)
     with pytest.raises(ValueError, match="C-contiguous"):
         launch.softmax_forward(np.zeros((4, 6), np.float32)[:, ::2], np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+        launch.dropout_mul(np.zeros(3, np.float32), np.zeros(3, np.float32), 1.0, 0)
     with pytest.raises(ValueError, match="int64"):
         launch.softmax_xent(np.zeros((2, 3), np.float32), np.zeros(2, np.int32), np.zeros(2, np.float32),
                             np.zeros((2, 3), np.float32), -1)
@@ -145,6 +147,42 @@ def test_gelu_kernels_any_size():
         ref.backward(dy)
     np.testing.assert_allclose(y, ref.numpy(), atol=1e-5)
     np.testing.assert_allclose(dx, t.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,p", [((1,), 0.5), ((7, 33), 0.1), ((3, 5, 257), 0.5)])
+def test_dropout_kernel_matches_the_mirror_any_size(shape, p):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32) + 3      # never 0: zeros are dropped
+    y = np.zeros_like(x)
+    launch.run(launch.dropout_mul(x, y, p, 1234))
+    want = mirror.dropout_mul(x, p, 1234)
+    np.testing.assert_array_equal(y == 0, want == 0)
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+
+
+def test_dropout_mirror_keeps_one_minus_p_and_seeds_differ():
+    x = np.ones(200_000, np.float32)
+    masks = [mirror.dropout_mul(x, 0.2, seed) for seed in (1, 2)]
+    for mask in masks:
+        assert abs((mask > 0).mean() - 0.8) < 0.01 and np.allclose(mask[mask > 0], 1.25)
+    assert 0.6 < ((masks[0] > 0) == (masks[1] > 0)).mean() < 0.74     # independent: 0.8^2 + 0.2^2 = 0.68
+
+
+def test_fused_dropout_regenerates_its_mask_in_backward():
+    """TENSORLITE_FUSED=emulate: F.dropout runs kernels/dropout.cu; backward multiplies by the same mask, and
+    the same manual_seed gives the same mask."""
+    x = np.random.default_rng(1).standard_normal((4, 50)).astype(np.float32) + 3
+    outs = []
+    with fused_mode("emulate"):
+        for _ in range(2):
+            tl.manual_seed(3)
+            t = tl.tensor(x, requires_grad=True)
+            out = F.dropout(t, p=0.3)
+            assert type(out.creator).__name__ == "FusedDropout" and out.creator.saved == ()   # no mask kept
+            out.backward(np.full(x.shape, 2.0, np.float32))
+            np.testing.assert_allclose(t.grad, np.where(out.numpy() != 0, 2 / 0.7, 0), rtol=1e-6)
+            outs.append(out.numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert 0.5 < (outs[0] != 0).mean() < 0.9
 
 
 def test_fused_adamw_matches_the_reference_optimizer():

@@ -44,3 +44,16 @@ def test_softmax_and_cross_entropy_match_reference():
         reference, _ = run("0", [logits], fn)
         for got, want in zip(fused, reference):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_dropout_kernel_matches_its_mirror_and_keeps_no_mask():
+    from tensorlite.cuda import mirror
+    x = np.random.default_rng(2).standard_normal((64, 257, 3)).astype(np.float32) + 3
+    t = tl.tensor(x, device="cuda", requires_grad=True)
+    out = F.dropout(t, p=0.2)
+    assert type(out.creator).__name__ == "FusedDropout" and out.creator.saved == ()
+    want = mirror.dropout_mul(x, 0.2, out.creator.seed)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+    out.backward(tl.tensor(np.ones_like(x), device="cuda").data)
+    np.testing.assert_allclose(tl.tensor(t.grad).numpy(), mirror.dropout_mul(np.ones_like(x), 0.2, out.creator.seed),
+                               rtol=1e-6)

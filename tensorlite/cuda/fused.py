@@ -123,6 +123,22 @@ class FusedGELU(Function):
         return dx
 
 
+class FusedDropout(Function):
+    """Inverted dropout by kernels/dropout.cu: the keep decisions are a hash of (seed, index), regenerated in
+    backward, so no mask is stored."""
+
+    def forward(self, x):
+        x = _contiguous(self.xp, x)
+        y = self.xp.empty_like(x)
+        launch.run(launch.dropout_mul(x, y, self.p, self.seed))
+        return y
+
+    def backward(self, gy):
+        dx = self.xp.empty(gy.shape, dtype=np.float32)
+        launch.run(launch.dropout_mul(_contiguous(self.xp, gy), dx, self.p, self.seed))
+        return dx
+
+
 def _applies(x):
     return runs_fused(backend.is_cuda_array(x.data)) and x.dtype == np.float32
 
@@ -130,8 +146,14 @@ def _applies(x):
 def attention(q, k, v, is_causal, scale, dropout_p):
     if not (_applies(q) and q.ndim == 4 and q.shape == k.shape == v.shape and q.shape[-1] in launch.FA_HEAD_SIZES):
         return None
-    seed = int(backend.rng(q.device).integers(0, 2 ** 32)) if dropout_p > 0 else 0
+    seed = backend.kernel_seed(q.device) if dropout_p > 0 else 0
     return FlashAttention.apply(q, k, v, scale=scale, causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)
+
+
+def dropout(x, p):
+    if not (_applies(x) and x.size > 0):
+        return None
+    return FusedDropout.apply(x, p=p, seed=backend.kernel_seed(x.device))
 
 
 def layer_norm(x, weight, bias, eps):

@@ -15,7 +15,7 @@ from .sources import kernel_dir, read_source
 FA_ROWS = 64                 # threads per block of the flash attention kernels (kernels/flash_attention.cu)
 FA_HEAD_SIZES = (32, 64, 128)
 ROW_THREADS = 128            # threads per block of the row kernels (softmax.cu, layernorm.cu)
-ELEMENTWISE_THREADS = 256    # threads per block of the elementwise kernels (gelu.cu, adamw.cu)
+ELEMENTWISE_THREADS = 256    # threads per block of the elementwise kernels (gelu.cu, dropout.cu, adamw.cu)
 NVRTC_OPTIONS = ("--std=c++17",)
 
 
@@ -145,6 +145,15 @@ def gelu_forward(x, y):
 def gelu_backward(x, dy, dx):
     _check_float32("gelu_bwd", x, dy, dx, shape=x.shape)
     return LaunchSpec("gelu.cu", "gelu_bwd", *_elementwise_grid(x.size), 0, (x, dy, dx, np.int64(x.size)))
+
+
+def dropout_mul(x, y, p, seed):
+    """y = x * mask / (1 - p), the mask a hash of (seed, index): forward (x) and backward (dy) alike."""
+    _check_float32("dropout_mul", x, y, shape=x.shape)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout_mul: p must be in [0, 1), got {p}")
+    return LaunchSpec("dropout.cu", "dropout_mul", *_elementwise_grid(x.size), 0,
+                      (x, y, np.int64(x.size), np.float32(p), np.uint32(seed)))
 
 
 def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):

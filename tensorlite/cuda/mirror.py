@@ -11,11 +11,12 @@ FA_ROWS = 64    # must match kernels/flash_attention.cu
 FA_TILE = 32
 
 
-def dropout_uniform(seed, bh, i, j):
-    """The kernel's counter-based hash: uniform [0, 1) for every (batch-head, row, col), in uint32 arithmetic."""
+def dropout_uniform(seed, a, b, c):
+    """kernels/common.cuh's counter-based hash: uniform [0, 1) for every (a, b, c), in uint32 arithmetic
+    (attention dropout hashes (batch-head, row, col), elementwise dropout (high and low word of the index, 0))."""
     with np.errstate(over="ignore"):
-        h = (np.uint32(seed) ^ (np.asarray(bh, np.uint32) * np.uint32(0x9E3779B1))
-             ^ (np.asarray(i, np.uint32) * np.uint32(0x85EBCA77)) ^ (np.asarray(j, np.uint32) * np.uint32(0xC2B2AE3D)))
+        h = (np.uint32(seed) ^ (np.asarray(a, np.uint32) * np.uint32(0x9E3779B1))
+             ^ (np.asarray(b, np.uint32) * np.uint32(0x85EBCA77)) ^ (np.asarray(c, np.uint32) * np.uint32(0xC2B2AE3D)))
         h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
         h = (h ^ (h >> np.uint32(15))) * np.uint32(0x846CA68B)
         h = h ^ (h >> np.uint32(16))
@@ -27,6 +28,14 @@ def dropout_keep(p, seed, bh, i, j):
     if p <= 0:
         return np.float32(1.0)
     return np.where(dropout_uniform(seed, bh, i, j) >= np.float32(p), np.float32(1 / (1 - p)), np.float32(0))
+
+
+def dropout_mul(x, p, seed):
+    """kernels/dropout.cu: element i kept when dropout_uniform(seed, i >> 32, i, 0) >= p, scaled by 1 / (1 - p)."""
+    i = np.arange(x.size, dtype=np.uint64)
+    u = dropout_uniform(seed, (i >> np.uint64(32)).astype(np.uint32), i.astype(np.uint32), 0)
+    kept = (u >= np.float32(p)).reshape(x.shape)
+    return np.where(kept, x * np.float32(1 / (1 - p)), np.float32(0)).astype(np.float32)
 
 
 def _visible(rows, cols, T, causal):
