@@ -65,7 +65,7 @@ class ShardedStep:
             raise backend.DeviceError("ShardedStep runs shards on the CPU; the module has parameters on another "
                                       "device (use n_shards=1 there)")
         self.module, self.n_shards = module, n_shards
-        self.workers, self.layout, self.shared_params = [], None, None
+        self.workers, self.layout, self.shared_params, self.blas_threads = [], None, None, 1
         self.shard_losses = []        # each shard's mean loss in the last call, in shard order
         self._finalizer = weakref.finalize(self, _stop, self.workers)
 
@@ -93,7 +93,7 @@ class ShardedStep:
             for worker, task in zip(busy, tasks):
                 worker.send(task)
             try:
-                with self.blas.limit(limits=1, user_api="blas"):
+                with self.blas.limit(limits=self.blas_threads, user_api="blas"):
                     losses = [_forward_backward(self.module, loss_fn, shards[0], grad_scale * shares[0], seeds[0])]
             finally:
                 replies = [worker.receive() for worker in busy]   # every shard has finished, even when one failed
@@ -124,7 +124,8 @@ class ShardedStep:
         size = sum(p.size for p in params)
         raw_params = context.RawArray("b", size * dtype.itemsize)
         self.shared_params = np.frombuffer(raw_params, dtype=dtype)
-        self.workers.extend(_Worker(context, self.module, raw_params, dtype, index)
+        self.blas_threads = max(1, usable_cores() // self.n_shards)   # the cores left over go to BLAS
+        self.workers.extend(_Worker(context, self.module, raw_params, dtype, index, self.blas_threads)
                             for index in range(1, self.n_shards))
         self.layout, self.blas = layout, ThreadpoolController()
 
@@ -136,12 +137,12 @@ class ShardedStep:
 class _Worker:
     """The caller's end of one worker process: a pipe for tasks and replies, and the worker's gradient buffer."""
 
-    def __init__(self, context, module, raw_params, dtype, index):
+    def __init__(self, context, module, raw_params, dtype, index, blas_threads):
         raw_grads = context.RawArray("b", len(raw_params))
         self.grads = np.frombuffer(raw_grads, dtype=dtype)
         self.conn, child_end = context.Pipe()
         self.process = context.Process(target=_serve, args=(child_end, self.conn, module, raw_params, raw_grads,
-                                                             dtype.str),
+                                                             dtype.str, blas_threads),
                                        name=f"tensorlite-shard-{index}", daemon=True)
         with warnings.catch_warnings():
             # Python >= 3.12 warns about fork() in any multi-threaded process (here: OpenBLAS's idle pool). The
@@ -177,12 +178,12 @@ class _Worker:
                 p.grad += g
 
 
-def _serve(conn, callers_end, module, raw_params, raw_grads, dtype):
+def _serve(conn, callers_end, module, raw_params, raw_grads, dtype, blas_threads):
     """A worker's loop: run one shard per task on the module copy, reply (loss, which params got a gradient)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the calling process's to handle
     if not callers_end.closed:
         callers_end.close()   # a forked copy: holding it open would hide the caller's death (no EOF)
-    threadpool_limits(limits=1, user_api="blas")
+    threadpool_limits(limits=blas_threads, user_api="blas")
     params = module.parameters()
     for p, view in zip(params, _flat_views(np.frombuffer(raw_params, dtype=dtype), params)):
         p.data = view

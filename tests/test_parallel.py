@@ -94,6 +94,18 @@ def test_workers_follow_replaced_parameter_arrays_and_dtypes():
     assert not step.workers
 
 
+def test_cores_beyond_one_per_shard_go_to_blas(monkeypatch):
+    import tensorlite.parallel as parallel
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
+    model = tiny_gpt()
+    step = ShardedStep(model, 2)
+    x, y = batch(4)
+    step(model_loss, x, y)
+    assert step.blas_threads == 4                               # each shard's BLAS gets its share of the cores
+    assert_same_grads_as_the_whole_batch(model, x, y)
+    step.close()
+
+
 def test_a_dead_worker_is_a_clear_error_and_the_next_call_starts_afresh():
     model = tiny_gpt()
     step = ShardedStep(model, 2)
