@@ -138,8 +138,7 @@ def scatter_add_rows(num_rows, index, values):
     if index.size == 0:
         return rows
     if is_cuda_array(values):
-        import cupyx
-        cupyx.scatter_add(rows, index, values)
+        scatter_add(rows, index, values)
         return rows
     order = np.argsort(index, kind="stable")
     sorted_index = index[order]
@@ -195,6 +194,11 @@ def manual_seed(seed):
     _generators.clear()
 
 
+def _root_seed():
+    """The last manual_seed, or fresh entropy when there was none."""
+    return _seed if _seed is not None else np.random.SeedSequence().entropy
+
+
 def rng(device):
     """The framework's random generator of a device (numpy or cupy Generator), seeded by manual_seed; on the
     CPU, a thread inside `using_generator` gets that generator instead."""
@@ -202,9 +206,8 @@ def rng(device):
     if device == "cpu" and getattr(_thread, "generator", None) is not None:
         return _thread.generator
     if device not in _generators:
-        seed = _seed if _seed is not None else np.random.SeedSequence().entropy
         # Each device gets its own stream derived from the one seed, so cpu and cuda runs are both reproducible.
-        streams = np.random.SeedSequence(seed).spawn(len(DEVICES))
+        streams = np.random.SeedSequence(_root_seed()).spawn(len(DEVICES))
         stream = streams[DEVICES.index(device)]
         _generators[device] = np.random.default_rng(stream) if device == "cpu" else \
             cupy_or_raise().random.default_rng(int(stream.generate_state(1)[0]))
@@ -220,15 +223,15 @@ def kernel_seed(device):
         return int(rng("cpu").integers(0, 2 ** 32))
     key = ("host", device)
     if key not in _generators:
-        seed = _seed if _seed is not None else np.random.SeedSequence().entropy
-        _generators[key] = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(DEVICES.index(device), 1)))
+        _generators[key] = np.random.default_rng(np.random.SeedSequence(_root_seed(),
+                                                                        spawn_key=(DEVICES.index(device), 1)))
     return int(_generators[key].integers(0, 2 ** 32))
 
 
 @contextlib.contextmanager
 def using_generator(generator):
-    """Within this block, this thread's CPU random draws (dropout) come from `generator`: threads working at
-    once (tensorlite.parallel) then draw the same numbers whatever order they run in."""
+    """Within this block, this thread's CPU random draws (dropout) come from `generator`: each shard of a
+    tensorlite.parallel step draws from its own, so the numbers do not depend on which process runs it or when."""
     previous, _thread.generator = getattr(_thread, "generator", None), generator
     try:
         yield generator

@@ -227,6 +227,11 @@ def _inverse_permutation(axes):
     return tuple(int(a) for a in np.argsort(axes))
 
 
+def _split_points(sizes):
+    """Where pieces of these sizes start along an axis, after the first (plain ints: CuPy wants them)."""
+    return [int(b) for b in np.cumsum(sizes)[:-1]]
+
+
 def _reduced_size(shape, axes):
     return int(np.prod([shape[a] for a in axes]))
 
@@ -347,7 +352,7 @@ class Concatenate(Function):
         return self.xp.concatenate(xs, axis=self.axis)
 
     def backward(self, gy):
-        bounds = [int(b) for b in np.cumsum(self.sizes)[:-1]]
+        bounds = _split_points(self.sizes)
         return tuple(self.xp.split(gy, bounds, axis=self.axis))
 
 
@@ -545,7 +550,7 @@ def split(x, split_size_or_sections, axis=0):
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
             raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {axis}")
-    pieces = Split.apply(x, bounds=[int(b) for b in np.cumsum(sizes)[:-1]], axis=axis % x.ndim)
+    pieces = Split.apply(x, bounds=_split_points(sizes), axis=axis % x.ndim)
     return pieces if isinstance(pieces, tuple) else (pieces,)
 
 

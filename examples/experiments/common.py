@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 import tensorlite as tl  # noqa: E402
-from gpt import GPT, GPTConfig, TextDataset, load_text, make_tokenizer  # noqa: E402
+from gpt import GPT, GPTConfig, TextDataset, evaluate, load_text, make_tokenizer  # noqa: E402
 from gpt.data import DEFAULT_DATA  # noqa: E402
 
 
@@ -52,13 +52,8 @@ def train(model, dataset, steps, batch_size=16, lr=3e-3, seed=0, eval_every=None
     return (losses, val) if eval_every else losses
 
 
-@tl.no_grad()
 def val_loss(model, dataset, batch_size=16, eval_iters=8, seed=1234):
-    model.eval()
-    rng = np.random.default_rng(seed)
-    loss = float(np.mean([model(*dataset.get_batch("val", batch_size, rng))[1].item() for _ in range(eval_iters)]))
-    model.train()
-    return loss
+    return evaluate(model, dataset, "val", eval_iters, batch_size, seed=seed)["loss"]
 
 
 def smooth(values, width=20):

@@ -172,8 +172,8 @@ def _scalar(value):
 def launch(source, kernel, grid, block, shared_mem, args, kernel_dir=None):
     """Run kernel `kernel` of kernels/<source> over grid x block threads, like CuPy's RawKernel call.
 
-    args: C-contiguous NumPy arrays (written back in place) and np.int32/np.int64/np.float32 scalars, in the
-    kernel's parameter order."""
+    args: C-contiguous NumPy arrays (written back in place) and np.int32/np.uint32/np.int64/np.float32 scalars,
+    in the kernel's parameter order."""
     library, kernels = build(source, kernel_dir)
     names = [n for n, _ in kernels]
     if kernel not in names:
