@@ -43,14 +43,11 @@ def _private_mib_of(pid):
         return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:"))) / 1024
 
 
-def _loss(model, x, y):   # module-level: the data-parallel step sends it to its worker processes by pickle
-    return model(x, y)[1]
-
-
 def time_tensorlite(cfg, device, iters, warmup, cpu_shards):
     sys.path.insert(0, ROOT)
     import tensorlite as tl
     from gpt.model import GPT, GPTConfig
+    from gpt.train import model_loss
     from tensorlite.nn.utils import clip_grad_norm_
     from tensorlite.parallel import ShardedStep, shards_for
 
@@ -69,7 +66,7 @@ def time_tensorlite(cfg, device, iters, warmup, cpu_shards):
         x, y = tl.tensor(x_np, device=device), tl.tensor(y_np, device=device)
         sync()
         start = time.perf_counter()
-        loss = sharded(_loss, x, y)
+        loss = sharded(model_loss, x, y)
         clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()

@@ -106,7 +106,9 @@ def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=N
     return metrics(float(np.mean(losses)))
 
 
-def _model_loss(model, x, y):
+def model_loss(model, x, y):
+    """The mean loss of a batch: what a training step differentiates (module-level, so tensorlite.parallel can
+    send it to its worker processes)."""
     return model(x, y)[1]
 
 
@@ -180,7 +182,7 @@ class Trainer:
         total = None
         for _ in range(cfg.grad_accum):
             x, y = self.dataset.get_batch("train", cfg.batch_size, self.batch_rng, cfg.device)
-            loss = self.sharded(_model_loss, x, y, grad_scale=1.0 / cfg.grad_accum)   # forward and backward
+            loss = self.sharded(model_loss, x, y, grad_scale=1.0 / cfg.grad_accum)   # forward and backward
             total = loss if total is None else total + loss
         if cfg.grad_clip > 0:
             clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
