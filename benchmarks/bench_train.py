@@ -55,7 +55,8 @@ def time_tensorlite(cfg, device, iters, warmup, cpu_shards):
     model = GPT(GPTConfig(**cfg["model"])).to(device)
     model.train()
     optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.99))
-    sharded = ShardedStep(model, shards_for(device, cfg["batch_size"], cpu_shards))   # as the Trainer steps
+    sharded = ShardedStep(model, shards_for(device, cfg["batch_size"], cpu_shards,   # as the Trainer steps
+                                            model.flops_per_token() * cfg["model"]["block_size"]))
     xp = tl.backend.get_xp(device)
     sync = xp.cuda.Device().synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":

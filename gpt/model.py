@@ -194,6 +194,12 @@ class GPT(nn.Module):
         counts["total"] = sum(counts.values())
         return counts if breakdown else counts["total"]
 
+    def flops_per_token(self):
+        """Training FLOPs per token of a full block (forward + backward), after nanoGPT's estimate_mfu (PaLM, App. B):
+        6 per parameter for the matmuls plus 12·n_layer·block_size·n_embd for attention's scores and mixing."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.block_size * c.n_embd
+
     @tl.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, greedy=False, use_cache=True):
         """Extend idx (B, T) by max_new_tokens sampled tokens.

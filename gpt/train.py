@@ -130,7 +130,8 @@ class Trainer:
         self.dataset = TextDataset(text, self.tokenizer, cfg.block_size)
         self.model = GPT(cfg.model_config(self.tokenizer.vocab_size)).to(cfg.device)
         self.optimizer = self.model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
-        self.sharded = ShardedStep(self.model, shards_for(cfg.device, cfg.batch_size, cfg.cpu_shards))
+        self.sharded = ShardedStep(self.model, shards_for(cfg.device, cfg.batch_size, cfg.cpu_shards,
+                                                          self.model.flops_per_token() * cfg.block_size))
         self.iter_num, self.best_val = 0, math.inf
         self.saved_iter, self.last_eval = None, None
         if meta is not None:

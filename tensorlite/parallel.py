@@ -14,6 +14,7 @@ into shared buffers of their own, and the caller adds them into the module's gra
 result does not depend on timing, so runs are reproducible and resume exactly. Random draws (dropout) come from
 one generator per shard, seeded from the framework's generator.
 """
+import math
 import multiprocessing
 import pickle
 import signal
@@ -29,19 +30,25 @@ from .backend import usable_cores
 from .tensor import Tensor
 
 MAX_AUTO_SHARDS = 4   # more shards mean smaller GEMMs and more copies of the engine's per-op overhead
+# Below this much work a shard's step is mostly the engine's per-op overhead and the shards' round trip, which
+# sharding adds rather than divides (measured on 2 cores: a 21 MFLOP shard ran 13% slower than one process, an
+# 80 MFLOP shard 6% faster, a 470 MFLOP shard 17% faster; docs/performance.md).
+MIN_SHARD_FLOPS = 1e8
 # fork on Linux: workers start in milliseconds, inherit the module and never re-run the main script (so scripts
 # need no `if __name__ == "__main__"` guard); spawn elsewhere (macOS's system libraries are not fork-safe)
 _START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
-def auto_shards(batch_size):
-    """The default shard count: one per usable core, at most MAX_AUTO_SHARDS and at most one per batch row."""
-    return max(1, min(usable_cores(), MAX_AUTO_SHARDS, batch_size))
+def auto_shards(batch_size, flops_per_row=math.inf):
+    """The default shard count: one per usable core, at most MAX_AUTO_SHARDS, at most one per batch row, and no
+    more than leave each shard MIN_SHARD_FLOPS of work (`flops_per_row`: forward + backward of one batch row)."""
+    by_work = batch_size * flops_per_row // MIN_SHARD_FLOPS if math.isfinite(flops_per_row) else batch_size
+    return int(max(1, min(usable_cores(), MAX_AUTO_SHARDS, batch_size, by_work)))
 
 
-def shards_for(device, batch_size, requested=0):
+def shards_for(device, batch_size, requested=0, flops_per_row=math.inf):
     """The shard count a training loop uses: `requested` (0: auto_shards) on the CPU, one on any other device."""
-    return (requested or auto_shards(batch_size)) if device == "cpu" else 1
+    return (requested or auto_shards(batch_size, flops_per_row)) if device == "cpu" else 1
 
 
 class ShardedStep:

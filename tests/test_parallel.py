@@ -10,6 +10,7 @@ import pytest
 import tensorlite as tl
 from gpt import TrainConfig, Trainer
 from gpt.model import GPT, GPTConfig
+from tensorlite.backend import usable_cores
 from tensorlite.parallel import ShardedStep, auto_shards, shards_for
 
 
@@ -137,6 +138,8 @@ def test_errors():
     with pytest.raises(TypeError, match="module-level function"):
         step(lambda m, a, b: model_loss(m, a, b), x, y)         # the workers get loss_fn by pickle
     assert 1 <= auto_shards(3) <= 3 and auto_shards(1) == 1
+    assert auto_shards(12, flops_per_row=1e6) == 1                      # too little work to pay for a round trip
+    assert auto_shards(12, flops_per_row=1e9) == auto_shards(12) == min(usable_cores(), 4)
     assert shards_for("cuda", 12) == 1 and shards_for("cpu", 12, 3) == 3 and shards_for("cpu", 12) == auto_shards(12)
     with pytest.raises(ValueError, match="cpu_shards"):
         TrainConfig(cpu_shards=-1)
@@ -153,6 +156,8 @@ def test_trainer_uses_it_and_one_shard_is_off(tmp_path):
     assert len(two.sharded.workers) == 1
     one.run(progress=False)
     assert not one.sharded.workers                                    # off: no worker processes
+    auto = Trainer(TrainConfig(**dict(common, out_dir=str(tmp_path / "auto"))))
+    assert auto.sharded.n_shards == 1                                 # auto: a model this small is not sharded
 
 
 ORPHAN = """
