@@ -52,7 +52,9 @@ def baselines(text, tokenizer, ckpt=None, bigram_steps=600, k=0.01):
     if ckpt:
         model, ckpt_tokenizer = load_model(ckpt)
         gpt_ds = TextDataset(text, ckpt_tokenizer, model.config.block_size)
-        rows.append((f"GPT checkpoint {ckpt}", evaluate(model, gpt_ds, "val", eval_iters=50)))
+        rows.append((f"GPT {ckpt}, 50 random batches", evaluate(model, gpt_ds, "val", eval_iters=50)))
+        rows.append((f"GPT {ckpt}, whole val split", evaluate(model, gpt_ds, "val", eval_iters=None,
+                                                              batch_size=64)))
     return rows
 
 

@@ -116,6 +116,13 @@ class TextDataset:
                 raise ValueError(f"the {name} split has {len(split)} tokens, fewer than block_size+1 = "
                                  f"{block_size + 1}: use a longer text file or a smaller --block-size")
 
+    def windows(self, split):
+        """x, y: (N, T) int64 arrays of the split cut into N = (len - 1) // T consecutive windows, y one position
+        to the right of x: every token but the last few scored once (the whole-split loss, no sampling noise)."""
+        data, T = self.splits[split], self.block_size
+        n = (len(data) - 1) // T
+        return data[:n * T].reshape(n, T), data[1:n * T + 1].reshape(n, T)
+
     def get_batch(self, split, batch_size, rng, device="cpu"):
         """x, y: (B, T) int64 Tensors on device, y shifted one position to the right of x."""
         data = self.splits[split]

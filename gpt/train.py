@@ -95,15 +95,26 @@ def lr_at(cfg, it):
 
 @tl.no_grad()
 def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=None, seed=0):
-    """Mean loss over eval_iters random batches, in nats, with perplexity (e^loss) and bits per token (loss/ln 2).
+    """Mean loss over eval_iters random batches, in nats, with perplexity (e^loss) and bits per token (loss/ln 2);
+    eval_iters=None scores the whole split once instead (`TextDataset.windows`, batch_size windows at a time).
     The batches go to the model's device unless `device` says otherwise."""
     device = device or model.parameters()[0].device
     was_training = model.training
     model.eval()
-    rng = np.random.default_rng(seed)
-    losses = [model(*dataset.get_batch(split, batch_size, rng, device))[1].item() for _ in range(eval_iters)]
+    with tl.no_grad():
+        if eval_iters is None:
+            x, y = dataset.windows(split)
+            total = 0.0
+            for i in range(0, len(x), batch_size):
+                bx, by = (tl.tensor(a[i:i + batch_size], device=device) for a in (x, y))
+                total += model(bx, by)[1].item() * bx.shape[0]   # a batch's mean, weighted by its windows
+            loss = total / len(x)
+        else:
+            rng = np.random.default_rng(seed)
+            loss = np.mean([model(*dataset.get_batch(split, batch_size, rng, device))[1].item()
+                            for _ in range(eval_iters)])
     model.train(was_training)
-    return metrics(float(np.mean(losses)))
+    return metrics(float(loss))
 
 
 def model_loss(model, x, y):

@@ -129,3 +129,19 @@ def test_evaluate_gives_the_mean_loss_of_its_batches_in_three_units():
     assert result["loss"] == pytest.approx(by_hand, rel=1e-6)
     assert result["perplexity"] == pytest.approx(math.exp(by_hand), rel=1e-6)
     assert result["bpc"] == pytest.approx(by_hand / math.log(2), rel=1e-6)
+
+
+def test_whole_split_evaluation_scores_every_window_once():
+    text = "to be or not to be, that is the question. " * 20
+    tokenizer = CharTokenizer.from_text(text)
+    dataset = TextDataset(text, tokenizer, block_size=8)
+    val = dataset.splits["val"]
+    x, y = dataset.windows("val")
+    assert x.shape == y.shape == ((len(val) - 1) // 8, 8)
+    assert (x.reshape(-1) == val[:x.size]).all() and (y.reshape(-1) == val[1:x.size + 1]).all()
+    model = tiny_model(block_size=8, vocab_size=tokenizer.vocab_size)
+    model.eval()
+    by_hand = model(tl.tensor(x), tl.tensor(y))[1].item()              # all windows in one batch
+    for batch_size in (3, len(x)):                                     # a last, smaller batch weighs its share
+        assert evaluate(model, dataset, "val", eval_iters=None, batch_size=batch_size)["loss"] == \
+            pytest.approx(by_hand, rel=1e-6)
