@@ -7,9 +7,12 @@
 #define TL_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
-// NVRTC compiles without the host math headers: INFINITY is not defined there unless we do it.
+// NVRTC compiles without the host math headers: INFINITY and NAN are not defined there unless we do it.
 #ifndef INFINITY
 #define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fc00000)
 #endif
 
 #define TL_WARP 32

@@ -37,7 +37,8 @@ extern "C" __global__ void softmax_bwd(const float* __restrict__ y, const float*
 }
 
 // Per row: loss = logsumexp(logits) - logits[target] and dlogits = softmax(logits) - onehot(target), both zero
-// for rows whose target is ignore_index. Out-of-range targets are the caller's to reject (launch.py checks).
+// for rows whose target is ignore_index. A target out of range is F.cross_entropy's to report (without a host
+// sync, so after this kernel has run): here its row only gets NaN, and nothing is read out of bounds.
 extern "C" __global__ void softmax_xent(const float* __restrict__ logits, const long long* __restrict__ targets,
                                         float* __restrict__ loss, float* __restrict__ dlogits, int rows, int cols,
                                         long long ignore_index) {
@@ -47,6 +48,7 @@ extern "C" __global__ void softmax_xent(const float* __restrict__ logits, const 
     const size_t off = (size_t)row * cols;
     const long long target = targets[row];
     const bool ignored = target == ignore_index;
+    const bool out_of_range = !ignored && (target < 0 || target >= cols);
     float m = -INFINITY;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, logits[off + c]);
     m = block_reduce(m, scratch, true);
@@ -56,7 +58,7 @@ extern "C" __global__ void softmax_xent(const float* __restrict__ logits, const 
     const float log_norm = m + logf(sum);
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         float p = expf(logits[off + c] - log_norm);
-        dlogits[off + c] = ignored ? 0.0f : p - (c == target ? 1.0f : 0.0f);
+        dlogits[off + c] = ignored ? 0.0f : out_of_range ? NAN : p - (c == target ? 1.0f : 0.0f);
     }
-    if (threadIdx.x == 0) loss[row] = ignored ? 0.0f : log_norm - logits[off + target];
+    if (threadIdx.x == 0) loss[row] = ignored ? 0.0f : out_of_range ? NAN : log_norm - logits[off + target];
 }

@@ -99,6 +99,37 @@ def device_of(array):
     return "cuda" if is_cuda_array(array) else "cpu"
 
 
+MAX_DEFERRED_CHECKS = 256   # at most this many input checks wait for the host's next look at the device
+_deferred_checks = []       # (0-d device bool array, function making the error) not looked at yet
+
+
+def check(bad, make_error):
+    """Raise make_error() if the 0-d boolean array `bad` is true: input checks (ids out of range) that need the
+    data's values. On the CPU at once. On a GPU, reading `bad` would make the host wait for the device on every
+    forward pass, so the flag is looked at when the host next waits anyway (`Tensor.item()`, `.numpy()`: a
+    training loop's logging) or after MAX_DEFERRED_CHECKS checks, as PyTorch's device-side asserts surface late.
+    The kernels behind such checks must not read out of bounds meanwhile (they give NaN or wrap)."""
+    if not is_cuda_array(bad):
+        if bad:
+            raise make_error()
+        return
+    _deferred_checks.append((bad, make_error))
+    if len(_deferred_checks) >= MAX_DEFERRED_CHECKS:
+        flush_checks()
+
+
+def flush_checks():
+    """Look at every deferred check (one host sync for all of them) and raise the first failed one's error."""
+    if not _deferred_checks:
+        return
+    pending = list(_deferred_checks)
+    _deferred_checks.clear()
+    failed = to_device(get_xp("cuda").stack([bad for bad, _ in pending]), "cpu")
+    for (_, make_error), is_bad in zip(pending, failed):
+        if is_bad:
+            raise make_error()
+
+
 def xp_of(array):
     """The array module an array belongs to (called once per op, so NumPy is answered first and fast)."""
     return np if isinstance(array, np.ndarray) else get_xp(device_of(array))

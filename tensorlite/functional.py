@@ -120,9 +120,9 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
                          f"{logits.shape} (expected {logits.shape[:-1]})")
     n_classes = logits.shape[-1]
     bad = (target_data != ignore_index) & ((target_data < 0) | (target_data >= n_classes))
-    if bool(bad.any()):
-        raise IndexError(f"cross_entropy: target {int(target_data[bad].reshape(-1)[0])} is out of range for "
-                         f"{n_classes} classes (ignore_index is {ignore_index})")
+    backend.check(bad.any(), lambda: IndexError(
+        f"cross_entropy: target {int(target_data[bad].reshape(-1)[0])} is out of range for {n_classes} classes "
+        f"(ignore_index is {ignore_index})"))
     out = fused.cross_entropy(logits, target_data, ignore_index, reduction)
     return out if out is not None else CrossEntropy.apply(logits, targets=target_data, ignore_index=ignore_index,
                                                           reduction=reduction, logits_shape=logits.shape)
@@ -285,9 +285,10 @@ def embedding(idx, weight):
     data = idx.data if isinstance(idx, Tensor) else weight.xp.asarray(idx)
     if data.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got dtype {data.dtype}")
-    if data.size and (int(data.min()) < 0 or int(data.max()) >= weight.shape[0]):
-        raise IndexError(f"embedding index out of range: ids span [{int(data.min())}, {int(data.max())}] "
-                         f"but the table has {weight.shape[0]} rows")
+    if data.size:
+        backend.check((data.min() < 0) | (data.max() >= weight.shape[0]), lambda: IndexError(
+            f"embedding index out of range: ids span [{int(data.min())}, {int(data.max())}] but the table has "
+            f"{weight.shape[0]} rows"))
     return Embedding.apply(weight, idx=data)
 
 

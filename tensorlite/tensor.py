@@ -111,9 +111,11 @@ class Tensor:
     def item(self):
         if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        backend.flush_checks()   # the host waits for the device here anyway: look at the deferred input checks
         return self.data.reshape(()).item()
 
     def numpy(self):
+        backend.flush_checks()
         return backend.to_numpy(self.data)
 
     def tolist(self):

@@ -4,6 +4,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tensorlite as tl
@@ -86,3 +87,20 @@ def test_kernel_seeds_follow_manual_seed_on_the_host():
         assert all(0 <= s < 2 ** 32 for s in first)
         draws[device] = first
     assert draws["cpu"] != draws["cuda"]
+
+
+def test_checks_on_a_gpu_wait_for_the_hosts_next_read(monkeypatch):
+    scalar = tl.tensor(1.0)
+    monkeypatch.setattr(backend, "is_cuda_array", lambda array: True)      # flags as if on a GPU, read by NumPy
+    monkeypatch.setattr(backend, "get_xp", lambda device: np)
+    monkeypatch.setattr(backend, "to_device", lambda array, device: np.asarray(array))
+    backend.check(np.bool_(False), lambda: IndexError("fine"))
+    backend.check(np.bool_(True), lambda: IndexError("first bad"))
+    backend.check(np.bool_(True), lambda: IndexError("second bad"))       # nothing raised yet: no host sync
+    with pytest.raises(IndexError, match="first bad"):
+        scalar.item()                                                      # the host reads: the checks are due
+    assert scalar.item() == 1.0                                            # looked at once, then forgotten
+    for _ in range(backend.MAX_DEFERRED_CHECKS - 1):
+        backend.check(np.bool_(False), lambda: IndexError("never"))
+    with pytest.raises(IndexError, match="the last one"):                  # at most MAX_DEFERRED_CHECKS wait
+        backend.check(np.bool_(True), lambda: IndexError("the last one"))

@@ -69,6 +69,21 @@ def test_cross_entropy_errors():
         F.cross_entropy(logits, tl.tensor([0, 1, 2]), reduction="avg")
 
 
+def test_ids_out_of_range_raise_at_once_on_cpu_and_at_the_next_host_read_on_gpu(device):
+    logits, table = tl.zeros(3, 4, device=device), tl.zeros(5, 2, device=device)
+    calls = [(lambda: F.cross_entropy(logits, tl.tensor([0, 4, 1], device=device)), "target 4 is out of range"),
+             (lambda: F.embedding(tl.tensor([[1, 5]], device=device), table), r"ids span \[1, 5\] .* 5 rows")]
+    for call, message in calls:
+        if device == "cpu":
+            with pytest.raises(IndexError, match=message):
+                call()
+        else:
+            out = call()                             # no host sync in a forward pass: the kernels run on
+            with pytest.raises(IndexError, match=message):
+                out.sum().item()                     # and the error comes with the host's next read
+            assert tl.zeros(1, device=device).item() == 0.0
+
+
 @given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=5), affine=st.booleans())
 def test_layer_norm(device, shape, affine):
     x = leaf(shape, device)

@@ -76,6 +76,11 @@ def test_softmax_cross_entropy_kernel_with_ignore_index():
     expected_grad[~valid] = 0
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dlogits, expected_grad, atol=1e-6)
+    targets[[0, 7]] = 70, -5       # out of range (F.cross_entropy reports it later): NaN rows, no stray reads
+    launch.run(launch.softmax_xent(logits, targets, loss, dlogits, -1))
+    assert np.isnan(loss[[0, 7]]).all() and np.isnan(dlogits[[0, 7]]).all()
+    rest = [1, 3, 4, 6, 8]
+    np.testing.assert_allclose(loss[rest], expected_loss[rest], rtol=1e-5, atol=1e-6)
 
 
 def test_launch_specs_reject_what_would_read_out_of_bounds():
