@@ -101,18 +101,17 @@ def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=N
     device = device or model.parameters()[0].device
     was_training = model.training
     model.eval()
-    with tl.no_grad():
-        if eval_iters is None:
-            x, y = dataset.windows(split)
-            total = 0.0
-            for i in range(0, len(x), batch_size):
-                bx, by = (tl.tensor(a[i:i + batch_size], device=device) for a in (x, y))
-                total += model(bx, by)[1].item() * bx.shape[0]   # a batch's mean, weighted by its windows
-            loss = total / len(x)
-        else:
-            rng = np.random.default_rng(seed)
-            loss = np.mean([model(*dataset.get_batch(split, batch_size, rng, device))[1].item()
-                            for _ in range(eval_iters)])
+    if eval_iters is None:
+        x, y = dataset.windows(split)
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            bx, by = (tl.tensor(a[i:i + batch_size], device=device) for a in (x, y))
+            total += model(bx, by)[1].item() * bx.shape[0]   # a batch's mean, weighted by its windows
+        loss = total / len(x)
+    else:
+        rng = np.random.default_rng(seed)
+        loss = np.mean([model(*dataset.get_batch(split, batch_size, rng, device))[1].item()
+                        for _ in range(eval_iters)])
     model.train(was_training)
     return metrics(float(loss))
 

@@ -42,7 +42,7 @@ _START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 def auto_shards(batch_size, flops_per_row=math.inf):
     """The default shard count: one per usable core, at most MAX_AUTO_SHARDS, at most one per batch row, and no
     more than leave each shard MIN_SHARD_FLOPS of work (`flops_per_row`: forward + backward of one batch row)."""
-    by_work = batch_size * flops_per_row // MIN_SHARD_FLOPS if math.isfinite(flops_per_row) else batch_size
+    by_work = batch_size * flops_per_row / MIN_SHARD_FLOPS   # inf when the work is not given
     return int(max(1, min(usable_cores(), MAX_AUTO_SHARDS, batch_size, by_work)))
 
 
