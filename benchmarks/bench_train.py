@@ -9,6 +9,10 @@ PyTorch is timed only when it is importable (eager fp32 and TF32 on GPU). On CPU
 trainer does (the batch split across cores, tensorlite.parallel) with the environment as set, again with the
 OPENBLAS_* variables removed, and once on one shard (no data parallelism) to show what the sharding buys. The runs
 alternate for --rounds rounds and each framework keeps its best median, so a noisy neighbour does not decide.
+
+On CPU it also times the step's Linear GEMMs alone (forward, dX and dW of every projection, at one shard's rows
+on one thread, as each shard runs them) with NumPy's BLAS and, when torch is importable, with PyTorch's: about
+half of a CPU step is these GEMMs, so this line says how much of a gap is the BLAS library rather than the rest.
 """
 import argparse
 import importlib.util
@@ -109,6 +113,46 @@ def time_torch(cfg, device, iters, warmup, tf32):
     return times[warmup:], peak, float(loss.item())
 
 
+def linear_gemm_shapes(cfg, rows):
+    """(rows, in, out) of every Linear in the model (4 per block and lm_head), as in one shard's forward."""
+    m = cfg["model"]
+    C = m["n_embd"]
+    return [(rows, C, 3 * C), (rows, C, C), (rows, C, 4 * C), (rows, 4 * C, C)] * m["n_layer"] + \
+        [(rows, C, m["vocab_size"])]
+
+
+def shard_rows(cfg, cpu_shards):
+    """Token rows of the largest shard the tensorlite run cuts each batch into (tensorlite.parallel)."""
+    sys.path.insert(0, ROOT)
+    from gpt.model import GPT, GPTConfig
+    from tensorlite.parallel import shards_for
+    model = GPTConfig(**cfg["model"])
+    shards = shards_for("cpu", cfg["batch_size"], cpu_shards, GPT(model).flops_per_token() * model.block_size)
+    return -(-cfg["batch_size"] // shards) * model.block_size
+
+
+def time_gemms(cfg, library, rows, iters, warmup):
+    """Seconds per pass over the Linear GEMMs of one shard's step (y = x W^T, dX = dY W, dW = dY^T X), one thread,
+    with the operand layouts tensorlite.functional.Linear uses."""
+    rng = np.random.default_rng(0)
+    arrays = [[rng.standard_normal(shape, dtype=np.float32) for shape in ((M, K), (N, K), (M, N))]
+              for M, K, N in linear_gemm_shapes(cfg, rows)]
+    if library == "torch":
+        import torch
+        torch.set_num_threads(1)
+        arrays = [[torch.from_numpy(a) for a in group] for group in arrays]
+    else:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")
+    times = []
+    for _ in range(warmup + iters):
+        start = time.perf_counter()
+        for x, w, g in arrays:
+            x @ w.T, g @ w, g.T @ x
+        times.append(time.perf_counter() - start)
+    return times[warmup:]
+
+
 def preset_config(name):
     sys.path.insert(0, ROOT)
     from gpt.presets import PRESETS
@@ -121,6 +165,11 @@ def preset_config(name):
 def run_one(args):
     """Child process: time one framework, print one JSON line."""
     cfg = preset_config(args.preset)
+    if args.only.startswith("gemm-"):
+        rows = shard_rows(cfg, args.cpu_shards)
+        times = time_gemms(cfg, args.only[len("gemm-"):], rows, args.iters, args.warmup)
+        print(json.dumps({"framework": args.label, "ms_per_iter": statistics.median(times) * 1e3, "rows": rows}))
+        return
     if args.only == "tensorlite":
         times, peak, loss = time_tensorlite(cfg, args.device, args.iters, args.warmup, args.cpu_shards)
     else:
@@ -154,18 +203,23 @@ def main():
     parser.add_argument("--cpu-shards", type=int, default=0,
                         help="CPU: cores each batch is split across, as the trainer's --cpu-shards (0: auto)")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--only", choices=["tensorlite", "torch", "torch-tf32"], help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["tensorlite", "torch", "torch-tf32", "gemm-numpy", "gemm-torch"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--label", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         return run_one(args)
 
+    has_torch = importlib.util.find_spec("torch") is not None   # not imported here: children inherit this peak RSS
     runs = [("tensorlite", "tensorlite", None, None)]
+    gemm_runs = []
     if args.device == "cpu":
         unset = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS")}
         runs.append(("tensorlite", "tensorlite (OPENBLAS_* unset)", unset, None))
         runs.append(("tensorlite", "tensorlite (1 shard: no data parallel)", None, 1))
-    if importlib.util.find_spec("torch") is not None:   # not imported here: children inherit this peak RSS
+        gemm_runs = [("gemm-numpy", "NumPy's BLAS", None, None)] + \
+            ([("gemm-torch", "PyTorch's BLAS", None, None)] if has_torch else [])
+    if has_torch:
         runs.append(("torch", "pytorch eager fp32", None, None))
         if args.device == "cuda":
             runs.append(("torch-tf32", "pytorch eager tf32", None, None))
@@ -173,10 +227,11 @@ def main():
         print("PyTorch is not importable: timing tensorlite alone")
     best = {}
     for _ in range(args.rounds):
-        for only, label, env, cpu_shards in runs:
+        for only, label, env, cpu_shards in runs + gemm_runs:
             r = _spawn(args, only, label, env, cpu_shards)
             if r and (label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]):
                 best[label] = r
+    gemms = [best.pop(label) for _, label, _, _ in gemm_runs if label in best]
     results = list(best.values())
     blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
     print(f"\npreset {args.preset} on {args.device}, best of {args.rounds} alternating rounds of {args.iters} "
@@ -185,9 +240,13 @@ def main():
     print(f"{'framework':32s} {'ms/iter':>9s} {'tokens/s':>10s} {'peak MiB':>9s}")
     for r in results:
         print(f"{r['framework']:32s} {r['ms_per_iter']:9.2f} {r['tokens_per_s']:10.0f} {r['peak_mib']:9.1f}")
+    if gemms:
+        print(f"the step's Linear GEMMs alone, one shard's {gemms[0]['rows']} rows on one thread: " +
+              ", ".join(f"{g['framework']} {g['ms_per_iter']:.2f} ms" for g in gemms))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"preset": args.preset, "device": args.device, "results": results}, f, indent=2)
+            json.dump({"preset": args.preset, "device": args.device, "results": results, "linear_gemms": gemms},
+                      f, indent=2)
 
 
 if __name__ == "__main__":
