@@ -255,13 +255,29 @@ class Dropout(Function):
         return gy * self.saved[0]
 
 
-def dropout(x, p=0.5, training=True):
+def _check_dropout_p(p):
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+
+
+def dropout(x, p=0.5, training=True):
+    _check_dropout_p(p)
     if not training or p == 0.0:
         return x
     out = fused.dropout(x, p)
     return out if out is not None else Dropout.apply(x, p=p)
+
+
+def dropout_add(x, residual, p=0.5, training=True):
+    """residual + dropout(x), a transformer block's residual connection: on a GPU one kernel reads x and the
+    residual and writes the sum (kernels/dropout.cu), where dropout and then the add would write and read one more
+    activation-sized array. Elsewhere, and for shapes that broadcast, it is exactly dropout(x) + residual."""
+    _check_dropout_p(p)
+    if training and p > 0.0:
+        out = fused.dropout_add(x, residual, p)
+        if out is not None:
+            return out
+    return dropout(x, p, training) + residual
 
 
 # ----------------------------------------------------------------------------- lookups and projections

@@ -127,6 +127,23 @@ def test_relu_and_dropout(device):
         F.dropout(x, 1.0)
 
 
+def test_dropout_add_is_dropout_then_the_residual(device):
+    x, r = leaf((50, 40), device), leaf((50, 40), device, seed=3)
+    tl.manual_seed(0)
+    dropped = F.dropout(x, p=0.25).numpy()
+    tl.manual_seed(0)
+    y = F.dropout_add(x, r, p=0.25)
+    np.testing.assert_allclose(y.numpy(), dropped + r.numpy())              # the same mask as F.dropout's
+    y.sum().backward()
+    np.testing.assert_allclose(tl.tensor(x.grad).numpy(), (dropped != 0) / 0.75)
+    np.testing.assert_array_equal(tl.tensor(r.grad).numpy(), np.ones((50, 40)))
+    np.testing.assert_array_equal(F.dropout_add(x, r, 0.25, training=False).numpy(), x.numpy() + r.numpy())
+    # a broadcast residual (no kernel handles it) and p = 0 take the plain path, gradients included
+    assert tl.gradcheck(lambda a, b: F.dropout_add(a, b, p=0.0), [leaf((3, 4), device), leaf((4,), device, seed=1)])
+    with pytest.raises(ValueError, match="dropout probability"):
+        F.dropout_add(x, r, 1.0)
+
+
 def test_embedding_accumulates_repeated_ids(device):
     w = leaf((5, 3), device)
     idx = tl.tensor([[0, 2, 2], [4, 2, 0]], device=device)

@@ -164,6 +164,18 @@ def test_dropout_kernel_matches_the_mirror_any_size(shape, p):
     np.testing.assert_allclose(y, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(1,), (3, 5, 257)])
+def test_dropout_add_kernel_matches_the_mirror_any_size(shape):
+    rng = np.random.default_rng(1)
+    x, residual = rng.standard_normal(shape).astype(np.float32) + 3, rng.standard_normal(shape).astype(np.float32)
+    y = np.zeros_like(x)
+    launch.run(launch.dropout_add(x, residual, y, 0.3, 99))
+    np.testing.assert_array_equal(y, mirror.dropout_add(x, residual, 0.3, 99))
+    dropped = np.zeros_like(x)
+    launch.run(launch.dropout_mul(x, dropped, 0.3, 99))
+    np.testing.assert_array_equal(y == residual, dropped == 0)                # dropout_mul's mask, same seed
+
+
 def test_dropout_mirror_keeps_one_minus_p_and_seeds_differ():
     x = np.ones(200_000, np.float32)
     masks = [mirror.dropout_mul(x, 0.2, seed) for seed in (1, 2)]
@@ -188,6 +200,30 @@ def test_fused_dropout_regenerates_its_mask_in_backward():
             outs.append(out.numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
     assert 0.5 < (outs[0] != 0).mean() < 0.9
+
+
+def test_fused_dropout_add_keeps_no_mask_and_routes_the_model_residuals():
+    """TENSORLITE_FUSED=emulate: F.dropout_add is one kernel with dropout's mask (nothing saved), gradients
+    dropout's for x and unchanged for the residual; each GPT block's two residual adds go through it."""
+    rng = np.random.default_rng(2)
+    x, residual = rng.standard_normal((4, 50)).astype(np.float32) + 3, rng.standard_normal((4, 50)).astype(np.float32)
+    with fused_mode("emulate"):
+        tl.manual_seed(5)
+        dropped = F.dropout(tl.tensor(x), p=0.3).numpy()
+        tl.manual_seed(5)
+        tx, tr = tl.tensor(x, requires_grad=True), tl.tensor(residual, requires_grad=True)
+        out = F.dropout_add(tx, tr, p=0.3)
+        assert type(out.creator).__name__ == "FusedDropoutAdd" and out.creator.saved == ()
+        np.testing.assert_allclose(out.numpy(), residual + dropped, rtol=1e-6)
+        out.backward(np.full(x.shape, 2.0, np.float32))
+        np.testing.assert_allclose(tx.grad, np.where(dropped != 0, 2 / 0.7, 0), rtol=1e-6)
+        np.testing.assert_array_equal(tr.grad, np.full(x.shape, 2.0, np.float32))
+
+        from gpt import GPT, GPTConfig
+        model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=64, dropout=0.1))
+        block = model.transformer.h[0]
+        h = block(tl.tensor(rng.standard_normal((2, 8, 64)).astype(np.float32)))
+        assert type(h.creator).__name__ == "FusedDropoutAdd"                  # x + mlp(ln_2(x)), fused
 
 
 def test_fused_adamw_matches_the_reference_optimizer():

@@ -57,3 +57,17 @@ def test_dropout_kernel_matches_its_mirror_and_keeps_no_mask():
     out.backward(tl.tensor(np.ones_like(x), device="cuda").data)
     np.testing.assert_allclose(tl.tensor(t.grad).numpy(), mirror.dropout_mul(np.ones_like(x), 0.2, out.creator.seed),
                                rtol=1e-6)
+
+
+def test_dropout_add_kernel_matches_its_mirror():
+    from tensorlite.cuda import mirror
+    rng = np.random.default_rng(3)
+    x, r = (rng.standard_normal((64, 257, 3)).astype(np.float32) for _ in range(2))
+    tx, tr = (tl.tensor(a, device="cuda", requires_grad=True) for a in (x, r))
+    out = F.dropout_add(tx, tr, p=0.2)
+    assert type(out.creator).__name__ == "FusedDropoutAdd" and out.creator.saved == ()
+    np.testing.assert_allclose(out.numpy(), mirror.dropout_add(x, r, 0.2, out.creator.seed), rtol=1e-6, atol=1e-6)
+    out.backward(tl.tensor(np.ones_like(x), device="cuda").data)
+    np.testing.assert_allclose(tl.tensor(tx.grad).numpy(), mirror.dropout_mul(np.ones_like(x), 0.2, out.creator.seed),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(tl.tensor(tr.grad).numpy(), np.ones_like(x))

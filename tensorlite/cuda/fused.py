@@ -139,6 +139,20 @@ class FusedDropout(Function):
         return dx
 
 
+class FusedDropoutAdd(FusedDropout):
+    """residual + dropout(x) by kernels/dropout.cu in one pass; backward: dropout's (the same regenerated mask)
+    for x, and the gradient unchanged for the residual."""
+
+    def forward(self, x, residual):
+        x, residual = _contiguous(self.xp, x), _contiguous(self.xp, residual)
+        y = self.xp.empty_like(x)
+        launch.run(launch.dropout_add(x, residual, y, self.p, self.seed))
+        return y
+
+    def backward(self, gy):
+        return super().backward(gy), gy
+
+
 def _applies(x):
     return runs_fused(backend.is_cuda_array(x.data)) and x.dtype == np.float32
 
@@ -154,6 +168,12 @@ def dropout(x, p):
     if not (_applies(x) and x.size > 0):
         return None
     return FusedDropout.apply(x, p=p, seed=backend.kernel_seed(x.device))
+
+
+def dropout_add(x, residual, p):
+    if not (_applies(x) and _applies(residual) and x.shape == residual.shape and x.size > 0):
+        return None
+    return FusedDropoutAdd.apply(x, residual, p=p, seed=backend.kernel_seed(x.device))
 
 
 def layer_norm(x, weight, bias, eps):

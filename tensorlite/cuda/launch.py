@@ -147,13 +147,24 @@ def gelu_backward(x, dy, dx):
     return LaunchSpec("gelu.cu", "gelu_bwd", *_elementwise_grid(x.size), 0, (x, dy, dx, np.int64(x.size)))
 
 
+def _dropout_scalars(name, x, p, seed):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name}: p must be in [0, 1), got {p}")
+    return np.int64(x.size), np.float32(p), np.uint32(seed)
+
+
 def dropout_mul(x, y, p, seed):
     """y = x * mask / (1 - p), the mask a hash of (seed, index): forward (x) and backward (dy) alike."""
     _check_float32("dropout_mul", x, y, shape=x.shape)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout_mul: p must be in [0, 1), got {p}")
     return LaunchSpec("dropout.cu", "dropout_mul", *_elementwise_grid(x.size), 0,
-                      (x, y, np.int64(x.size), np.float32(p), np.uint32(seed)))
+                      (x, y) + _dropout_scalars("dropout_mul", x, p, seed))
+
+
+def dropout_add(x, residual, y, p, seed):
+    """y = residual + x * mask / (1 - p), the mask dropout_mul's for the same seed."""
+    _check_float32("dropout_add", x, residual, y, shape=x.shape)
+    return LaunchSpec("dropout.cu", "dropout_add", *_elementwise_grid(x.size), 0,
+                      (x, residual, y) + _dropout_scalars("dropout_add", x, p, seed))
 
 
 def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):

@@ -38,6 +38,11 @@ def dropout_mul(x, p, seed):
     return np.where(kept, x * np.float32(1 / (1 - p)), np.float32(0)).astype(np.float32)
 
 
+def dropout_add(x, residual, p, seed):
+    """kernels/dropout.cu dropout_add: residual + dropout_mul(x, p, seed), in float32."""
+    return (residual.astype(np.float32) + dropout_mul(x, p, seed)).astype(np.float32)
+
+
 def _visible(rows, cols, T, causal):
     """(len(rows), len(cols)) mask of the keys each query row may attend to."""
     ok = (cols[None, :] < T) & (rows[:, None] < T)

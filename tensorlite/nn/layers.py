@@ -69,8 +69,11 @@ class Dropout(Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x):
-        return F.dropout(x, self.p, self.training)
+    def forward(self, x, residual=None):
+        """dropout(x); with a residual, residual + dropout(x) in one op (F.dropout_add: one kernel on a GPU)."""
+        if residual is None:
+            return F.dropout(x, self.p, self.training)
+        return F.dropout_add(x, residual, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"
