@@ -293,8 +293,9 @@ class Embedding(Function):
         return weight[self.idx]
 
     def backward(self, gy):
-        flat = gy.reshape(-1, gy.shape[-1])
-        return backend.scatter_add_rows(self.num_rows, self.idx.reshape(-1), flat)
+        flat, ids = gy.reshape(-1, gy.shape[-1]), self.idx.reshape(-1)
+        fused_grad = fused.embedding_backward(self.num_rows, ids, flat)
+        return fused_grad if fused_grad is not None else backend.scatter_add_rows(self.num_rows, ids, flat)
 
 
 def embedding(idx, weight):

@@ -34,7 +34,8 @@ def _nvrtc():
 
 
 def test_there_are_kernels():
-    assert {"flash_attention.cu", "softmax.cu", "layernorm.cu", "gelu.cu", "dropout.cu", "adamw.cu"} <= set(SOURCES)
+    assert {"flash_attention.cu", "softmax.cu", "layernorm.cu", "gelu.cu", "dropout.cu", "adamw.cu",
+            "embedding.cu"} <= set(SOURCES)
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -226,6 +226,42 @@ def test_fused_dropout_add_keeps_no_mask_and_routes_the_model_residuals():
         assert type(h.creator).__name__ == "FusedDropoutAdd"                  # x + mlp(ln_2(x)), fused
 
 
+@pytest.mark.parametrize("n,cols", [(1, 1), (61, 40), (300, 65)])
+def test_embedding_backward_kernel_matches_the_mirror(n, cols):
+    """Frequent ids (runs longer than the block's 8 warps), table rows no id points at (zeros), columns that are
+    not a multiple of 32, and ids outside the table (skipped, never read out of bounds)."""
+    rng = np.random.default_rng(n)
+    ids = np.where(rng.random(n) < 0.5, 2, rng.integers(-1, 10, n)).astype(np.int64)    # -1 and 9: outside
+    dy = rng.standard_normal((n, cols)).astype(np.float32)
+    num_rows = 9
+    order = np.argsort(ids, kind="stable")
+    starts = np.searchsorted(ids[order], np.arange(num_rows + 1))
+    dweight = np.full((num_rows, cols), np.nan, np.float32)
+    launch.run(launch.embedding_backward(dy, order, starts, dweight))
+    want = mirror.embedding_backward(dy, ids, num_rows)
+    np.testing.assert_array_equal(dweight, want)                   # the same additions in the same order
+    naive = np.zeros((num_rows, cols))
+    inside = (ids >= 0) & (ids < num_rows)
+    np.add.at(naive, ids[inside], dy[inside])
+    np.testing.assert_allclose(want, naive, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_backward_runs_through_the_kernel_when_fused():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 7, (3, 20))
+    weight = rng.standard_normal((7, 33)).astype(np.float32)
+    grads = {}
+    for mode in ("0", "emulate"):
+        with fused_mode(mode):
+            w = tl.tensor(weight, requires_grad=True)
+            (F.embedding(tl.tensor(ids), w) * tl.tensor(np.arange(33, dtype=np.float32))).sum().backward()
+            grads[mode] = w.grad
+    np.testing.assert_allclose(grads["emulate"], grads["0"], rtol=1e-5)
+    with pytest.raises(ValueError, match="int64"):
+        launch.embedding_backward(np.zeros((2, 3), np.float32), np.zeros(2, np.int32), np.zeros(3, np.int64),
+                                  np.zeros((2, 3), np.float32))
+
+
 def test_fused_adamw_matches_the_reference_optimizer():
     rng = np.random.default_rng(0)
     shapes = [(3, 5), (7,), (2, 2, 2)]

@@ -188,6 +188,21 @@ def gelu(x, approximate):
     return FusedGELU.apply(x)
 
 
+def embedding_backward(num_rows, ids, dy):
+    """dweight (num_rows, C) of a row lookup from dy (N, C) and the N ids by kernels/embedding.cu (deterministic:
+    no atomics), or None where it does not apply. The sort and the run table are fixed-size array ops: nothing
+    waits for the host (ids outside the table fall outside every run; F.embedding's check reports them)."""
+    if not (applies_to_arrays(dy) and dy.ndim == 2 and dy.size > 0 and num_rows > 0):
+        return None
+    xp = backend.xp_of(dy)
+    order = xp.argsort(ids, kind="stable")
+    starts = xp.searchsorted(ids[order], xp.arange(num_rows + 1))
+    dweight = xp.empty((num_rows, dy.shape[1]), dtype=np.float32)
+    launch.run(launch.embedding_backward(xp.ascontiguousarray(dy), order.astype(np.int64, copy=False),
+                                         starts.astype(np.int64, copy=False), dweight))
+    return dweight
+
+
 def applies_to_arrays(array):
     """Whether fused kernels handle arrays like this one (the optimizer asks before flattening a group)."""
     return runs_fused(backend.is_cuda_array(array)) and array.dtype == np.float32

@@ -16,6 +16,8 @@ FA_ROWS = 64                 # threads per block of the flash attention kernels 
 FA_HEAD_SIZES = (32, 64, 128)
 ROW_THREADS = 128            # threads per block of the row kernels (softmax.cu, layernorm.cu)
 ELEMENTWISE_THREADS = 256    # threads per block of the elementwise kernels (gelu.cu, dropout.cu, adamw.cu)
+EMB_THREADS = 256            # threads per block of kernels/embedding.cu (EMB_WARPS warps of 32)
+MAX_GRID_Y = 65535
 NVRTC_OPTIONS = ("--std=c++17",)
 
 
@@ -37,6 +39,11 @@ def _check_float32(name, *arrays, shape=None):
             raise ValueError(f"{name}: argument {i} must be C-contiguous")
         if shape is not None and a.shape != shape:
             raise ValueError(f"{name}: argument {i} has shape {a.shape}, expected {shape}")
+
+
+def _check_int64(name, a, shape):
+    if a.dtype != np.int64 or a.shape != shape or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be contiguous int64 of shape {shape}, got {a.dtype} {a.shape}")
 
 
 def _attention_shape(name, q):
@@ -106,9 +113,7 @@ def softmax_xent(logits, targets, loss, dlogits, ignore_index):
     rows, cols = _rows("softmax_xent", logits)
     _check_float32("softmax_xent", logits, dlogits, shape=logits.shape)
     _check_float32("softmax_xent loss", loss, shape=(rows,))
-    if targets.dtype != np.int64 or targets.shape != (rows,) or not targets.flags.c_contiguous:
-        raise ValueError(f"softmax_xent: targets must be contiguous int64 of shape ({rows},), got "
-                         f"{targets.dtype} {targets.shape}")
+    _check_int64("softmax_xent: targets", targets, (rows,))
     return LaunchSpec("softmax.cu", "softmax_xent", (rows,), (ROW_THREADS,), 0,
                       (logits, targets, loss, dlogits, np.int32(rows), np.int32(cols), np.int64(ignore_index)))
 
@@ -130,6 +135,22 @@ def layernorm_backward(x, w, mean, rstd, dy, dx, dw, db):
     _check_float32("layernorm_bwd mean/rstd", mean, rstd, shape=(rows,))
     return LaunchSpec("layernorm.cu", "layernorm_bwd", (rows,), (ROW_THREADS,), 0,
                       (x, w, mean, rstd, dy, dx, dw, db, np.int32(rows), np.int32(cols)))
+
+
+def embedding_backward(dy, order, starts, dweight):
+    """dweight (rows, cols) of a row lookup from dy (n, cols): `order` (n,) sorts the positions by id (stably) and
+    starts (rows + 1,) is where each id's run begins in it (so starts[-1] == n)."""
+    n, cols = _rows("embedding_bwd dy", dy)
+    rows, _ = _rows("embedding_bwd dweight", dweight)
+    _check_float32("embedding_bwd dy", dy, shape=(n, cols))
+    _check_float32("embedding_bwd dweight", dweight, shape=(rows, cols))
+    _check_int64("embedding_bwd: order", order, (n,))
+    _check_int64("embedding_bwd: starts", starts, (rows + 1,))
+    col_tiles = -(-cols // 32)
+    if col_tiles > MAX_GRID_Y:
+        raise ValueError(f"embedding_bwd: {cols} columns is more than the grid covers ({MAX_GRID_Y * 32})")
+    return LaunchSpec("embedding.cu", "embedding_bwd", (rows, col_tiles), (EMB_THREADS,), 0,
+                      (dy, order, starts, dweight, np.int32(cols)))
 
 
 def _elementwise_grid(n):

@@ -9,6 +9,7 @@ import numpy as np
 
 FA_ROWS = 64    # must match kernels/flash_attention.cu
 FA_TILE = 32
+EMB_WARPS = 8   # must match kernels/embedding.cu
 
 
 def dropout_uniform(seed, a, b, c):
@@ -41,6 +42,23 @@ def dropout_mul(x, p, seed):
 def dropout_add(x, residual, p, seed):
     """kernels/dropout.cu dropout_add: residual + dropout_mul(x, p, seed), in float32."""
     return (residual.astype(np.float32) + dropout_mul(x, p, seed)).astype(np.float32)
+
+
+def embedding_backward(dy, ids, num_rows):
+    """kernels/embedding.cu: the positions sorted by id (stably); id v's run summed as EMB_WARPS interleaved float32
+    partial sums (warp w takes positions w, w + EMB_WARPS, ... of the run, in order), then the partial sums added
+    in warp order. Ids outside [0, num_rows) belong to no run."""
+    order = np.argsort(ids, kind="stable")
+    starts = np.searchsorted(ids[order], np.arange(num_rows + 1))
+    dweight = np.zeros((num_rows, dy.shape[1]), np.float32)
+    for v in range(num_rows):
+        run = order[starts[v]:starts[v + 1]]
+        for w in range(EMB_WARPS):
+            partial = np.zeros(dy.shape[1], np.float32)
+            for i in run[w::EMB_WARPS]:
+                partial += dy[i]
+            dweight[v] += partial
+    return dweight
 
 
 def _visible(rows, cols, T, causal):
