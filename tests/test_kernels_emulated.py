@@ -4,7 +4,7 @@ import pytest
 
 import tensorlite as tl
 import tensorlite.functional as F
-from tensorlite.cuda import launch, mirror
+from tensorlite.cuda import fused, launch, mirror
 from tensorlite.cuda.mode import fused_mode
 
 
@@ -257,6 +257,9 @@ def test_embedding_backward_runs_through_the_kernel_when_fused():
             (F.embedding(tl.tensor(ids), w) * tl.tensor(np.arange(33, dtype=np.float32))).sum().backward()
             grads[mode] = w.grad
     np.testing.assert_allclose(grads["emulate"], grads["0"], rtol=1e-5)
+    with fused_mode("emulate"):   # more table rows than positions: the reference scatter, no kernel launch
+        assert fused.embedding_backward(61, ids.reshape(-1), np.ones((60, 33), np.float32)) is None
+        assert fused.embedding_backward(60, ids.reshape(-1), np.ones((60, 33), np.float32)) is not None
     with pytest.raises(ValueError, match="int64"):
         launch.embedding_backward(np.zeros((2, 3), np.float32), np.zeros(2, np.int32), np.zeros(3, np.int64),
                                   np.zeros((2, 3), np.float32))

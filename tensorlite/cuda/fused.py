@@ -191,8 +191,10 @@ def gelu(x, approximate):
 def embedding_backward(num_rows, ids, dy):
     """dweight (num_rows, C) of a row lookup from dy (N, C) and the N ids by kernels/embedding.cu (deterministic:
     no atomics), or None where it does not apply. The sort and the run table are fixed-size array ops: nothing
-    waits for the host (ids outside the table fall outside every run; F.embedding's check reports them)."""
-    if not (applies_to_arrays(dy) and dy.ndim == 2 and dy.size > 0 and num_rows > 0):
+    waits for the host (ids outside the table fall outside every run; F.embedding's check reports them).
+    The kernel runs a block per table row and 32 columns, so a table with more rows than the batch has positions
+    (most runs empty, as for a GPT-2-sized vocabulary) keeps the reference path's atomic scatter."""
+    if not (applies_to_arrays(dy) and dy.ndim == 2 and dy.size > 0 and 0 < num_rows <= dy.shape[0]):
         return None
     xp = backend.xp_of(dy)
     order = xp.argsort(ids, kind="stable")
