@@ -86,3 +86,17 @@ def test_embedding_backward_kernel_matches_reference_and_repeats_bit_for_bit():
             grads[mode] = tl.tensor(w.grad).numpy()
     np.testing.assert_allclose(grads["1"], grads["0"], rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(grads["1"], grads["1 again"])           # no atomics: the same bits every run
+
+
+def test_layernorm_kernels_match_reference_and_repeat_bit_for_bit():
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal((64 * 256 + 7, 384)).astype(np.float32), rng.standard_normal(384).astype(np.float32),
+              rng.standard_normal(384).astype(np.float32)]
+    fn = (lambda x, w, b: F.layer_norm(x, w, b))
+    fused, name = run("1", arrays, fn)
+    again, _ = run("1", arrays, fn)
+    reference, _ = run("0", arrays, fn)
+    assert name == "FusedLayerNorm"
+    for got, want, repeat in zip(fused, reference, again):
+        np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
+        np.testing.assert_array_equal(got, repeat)                             # no atomics: the same bits

@@ -86,7 +86,8 @@ class FusedSoftmaxCrossEntropy(Function):
 
 
 class FusedLayerNorm(Function):
-    """LayerNorm by kernels/layernorm.cu: saves the per-row mean and rstd, not xhat."""
+    """LayerNorm by kernels/layernorm.cu: saves the per-row mean and rstd, not xhat. Backward's kernel leaves
+    dw and db as one row of partial sums per block of rows, added up here in a fixed order."""
 
     def forward(self, x, weight, *bias):
         xp = self.xp
@@ -101,9 +102,11 @@ class FusedLayerNorm(Function):
         xp = self.xp
         x2, weight, mean, rstd = self.saved
         dy = _contiguous(xp, gy.reshape(x2.shape))
-        dx, dw, db = xp.empty_like(x2), xp.zeros_like(weight), xp.zeros_like(weight)
-        launch.run(launch.layernorm_backward(x2, weight, mean, rstd, dy, dx, dw, db))
-        return (dx.reshape(gy.shape), dw) + ((db,) if self.has_bias else ())
+        partial_shape = (launch.layernorm_backward_blocks(x2.shape[0]), x2.shape[1])
+        dx = xp.empty_like(x2)
+        dw_partial, db_partial = xp.empty(partial_shape, np.float32), xp.empty(partial_shape, np.float32)
+        launch.run(launch.layernorm_backward(x2, weight, mean, rstd, dy, dx, dw_partial, db_partial))
+        return (dx.reshape(gy.shape), dw_partial.sum(axis=0)) + ((db_partial.sum(axis=0),) if self.has_bias else ())
 
 
 class FusedGELU(Function):

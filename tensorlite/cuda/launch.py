@@ -15,6 +15,7 @@ from .sources import kernel_dir, read_source
 FA_ROWS = 64                 # threads per block of the flash attention kernels (kernels/flash_attention.cu)
 FA_HEAD_SIZES = (32, 64, 128)
 ROW_THREADS = 128            # threads per block of the row kernels (softmax.cu, layernorm.cu)
+LN_BWD_ROWS = 32             # rows per block of layernorm_bwd (kernels/layernorm.cu)
 ELEMENTWISE_THREADS = 256    # threads per block of the elementwise kernels (gelu.cu, dropout.cu, adamw.cu)
 EMB_THREADS = 256            # threads per block of kernels/embedding.cu (EMB_WARPS warps of 32)
 MAX_GRID_Y = 65535
@@ -128,13 +129,21 @@ def layernorm_forward(x, w, b, y, mean, rstd, eps):
                        np.int32(b is not None)))
 
 
-def layernorm_backward(x, w, mean, rstd, dy, dx, dw, db):
+def layernorm_backward_blocks(rows):
+    """How many blocks layernorm_bwd runs for `rows` rows: one row of partial dw / db sums each."""
+    return -(-rows // LN_BWD_ROWS)
+
+
+def layernorm_backward(x, w, mean, rstd, dy, dx, dw_partial, db_partial):
+    """dx, and per-block partial sums of dw and db ((blocks, cols) each) for the caller to add up over axis 0."""
     rows, cols = _rows("layernorm_bwd", x)
+    blocks = layernorm_backward_blocks(rows)
     _check_float32("layernorm_bwd", x, dy, dx, shape=x.shape)
-    _check_float32("layernorm_bwd weight/dw/db", w, dw, db, shape=(cols,))
+    _check_float32("layernorm_bwd weight", w, shape=(cols,))
+    _check_float32("layernorm_bwd dw/db partial sums", dw_partial, db_partial, shape=(blocks, cols))
     _check_float32("layernorm_bwd mean/rstd", mean, rstd, shape=(rows,))
-    return LaunchSpec("layernorm.cu", "layernorm_bwd", (rows,), (ROW_THREADS,), 0,
-                      (x, w, mean, rstd, dy, dx, dw, db, np.int32(rows), np.int32(cols)))
+    return LaunchSpec("layernorm.cu", "layernorm_bwd", (blocks,), (ROW_THREADS,), 0,
+                      (x, w, mean, rstd, dy, dx, dw_partial, db_partial, np.int32(rows), np.int32(cols)))
 
 
 def embedding_backward(dy, order, starts, dweight):
