@@ -23,7 +23,6 @@ import warnings
 import weakref
 
 import numpy as np
-from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from . import backend
 from .backend import usable_cores
@@ -134,6 +133,7 @@ class ShardedStep:
         self.blas_threads = max(1, usable_cores() // self.n_shards)   # the cores left over go to BLAS
         self.workers.extend(_Worker(context, self.module, raw_params, dtype, index, self.blas_threads)
                             for index in range(1, self.n_shards))
+        from threadpoolctl import ThreadpoolController   # here, not at import: one shard (any GPU run) needs none
         self.layout, self.blas = layout, ThreadpoolController()
 
     def close(self):
@@ -190,6 +190,7 @@ def _serve(conn, callers_end, module, raw_params, raw_grads, dtype, blas_threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the calling process's to handle
     if not callers_end.closed:
         callers_end.close()   # a forked copy: holding it open would hide the caller's death (no EOF)
+    from threadpoolctl import threadpool_limits
     threadpool_limits(limits=blas_threads, user_api="blas")
     params = module.parameters()
     for p, view in zip(params, _flat_views(np.frombuffer(raw_params, dtype=dtype), params)):

@@ -195,3 +195,20 @@ def _running(pid):
             return f.read().split(") ")[1][0] not in "ZX"   # a zombie has exited, only not been reaped yet
     except FileNotFoundError:
         return False
+
+
+def test_one_shard_runs_without_threadpoolctl(tmp_path):
+    """threadpoolctl (BLAS thread limits) is for CPU shards only: a GPU run, always one shard, must not need it
+    (the GPU machines of this project have no package index to install it from)."""
+    code = ("import sys, importlib.abc\n"
+            "class NoThreadpoolctl(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] == 'threadpoolctl': raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, NoThreadpoolctl())\n"
+            "from gpt import TrainConfig, Trainer\n"
+            "trainer = Trainer(TrainConfig.from_preset('tiny', out_dir=sys.argv[1], max_iters=2, cpu_shards=1))\n"
+            "loss, _ = trainer.step()\n"
+            "print(float(loss.item()))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 3.0 < float(proc.stdout.split()[-1]) < 6.0
