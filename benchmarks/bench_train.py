@@ -208,7 +208,8 @@ def main():
     parser.add_argument("--label", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        return run_one(args)
+        run_one(args)
+        return 0
 
     has_torch = importlib.util.find_spec("torch") is not None   # not imported here: children inherit this peak RSS
     runs = [("tensorlite", "tensorlite", None, None)]
@@ -225,11 +226,13 @@ def main():
             runs.append(("torch-tf32", "pytorch eager tf32", None, None))
     else:
         print("PyTorch is not importable: timing tensorlite alone")
-    best = {}
+    best, failed = {}, set()
     for _ in range(args.rounds):
         for only, label, env, cpu_shards in runs + gemm_runs:
             r = _spawn(args, only, label, env, cpu_shards)
-            if r and (label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]):
+            if r is None:
+                failed.add(label)
+            elif label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]:
                 best[label] = r
     gemms = [best.pop(label) for _, label, _, _ in gemm_runs if label in best]
     results = list(best.values())
@@ -247,7 +250,11 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"preset": args.preset, "device": args.device, "results": results, "linear_gemms": gemms},
                       f, indent=2)
+    if failed:
+        print(f"failed (their errors are above): {', '.join(sorted(failed))}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
