@@ -91,6 +91,10 @@ def test_launch_specs_reject_what_would_read_out_of_bounds():
         launch.flash_forward(q, q[:, :, :7].copy(), q, q, np.zeros((1, 1, 8), np.float32), 1.0, True, 0.0, 0)
     with pytest.raises(ValueError, match="D in"):
         launch.flash_forward(np.zeros((1, 1, 8, 48), np.float32), q, q, q, q, 1.0, True, 0.0, 0)
+    many_heads = np.zeros((65536, 1, 1, 32), np.float32)
+    with pytest.raises(ValueError, match="batch \\* heads = 65536"):
+        launch.flash_forward(many_heads, many_heads, many_heads, many_heads, np.zeros((65536, 1, 1), np.float32),
+                             1.0, True, 0.0, 0)
     with pytest.raises(ValueError, match="C-contiguous"):
         launch.softmax_forward(np.zeros((4, 6), np.float32)[:, ::2], np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):

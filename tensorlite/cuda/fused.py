@@ -161,7 +161,8 @@ def _applies(x):
 
 
 def attention(q, k, v, is_causal, scale, dropout_p):
-    if not (_applies(q) and q.ndim == 4 and q.shape == k.shape == v.shape and q.shape[-1] in launch.FA_HEAD_SIZES):
+    if not (_applies(q) and q.ndim == 4 and q.shape == k.shape == v.shape and q.shape[-1] in launch.FA_HEAD_SIZES
+            and q.shape[0] * q.shape[1] <= launch.MAX_GRID_Y):
         return None
     seed = backend.kernel_seed(q.device) if dropout_p > 0 else 0
     return FlashAttention.apply(q, k, v, scale=scale, causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)

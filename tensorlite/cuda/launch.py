@@ -51,6 +51,8 @@ def _attention_shape(name, q):
     if q.ndim != 4 or q.shape[-1] not in FA_HEAD_SIZES or q.shape[2] < 1:
         raise ValueError(f"{name}: q must be (B, H, T, D) with D in {FA_HEAD_SIZES}, got shape {q.shape}")
     B, H, T, D = q.shape
+    if B * H > MAX_GRID_Y:   # one block row per (batch, head): the grid's y extent
+        raise ValueError(f"{name}: batch * heads = {B * H} is more than a grid's {MAX_GRID_Y} rows of blocks")
     return B, H, T, D
 
 
