@@ -161,8 +161,9 @@ def scatter_add(target, index, values):
 def scatter_add_rows(num_rows, index, values):
     """rows[index[i]] += values[i] into a fresh (num_rows, ...) array: the backward of a row lookup.
 
-    On the CPU, sorting the indices and summing runs with `add.reduceat` is ~6x faster than `np.add.at`;
-    CuPy's atomic scatter is the fast path on the GPU.
+    On the CPU, sorting the indices and summing runs with `add.reduceat` is ~6x faster than `np.add.at`. On the
+    GPU this is CuPy's atomic scatter: the reference path, which kernels/embedding.cu (the same sort-and-sum-runs
+    idea, deterministic) replaces where it applies (tensorlite/cuda/fused.py embedding_backward).
     """
     xp = xp_of(values)
     rows = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
