@@ -43,6 +43,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     parser.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="GPU: full float32 matmuls instead of TF32 (the default, as PyTorch's allow_tf32)")
     for name, (kind, help_text) in FLAGS.items():
         if name != "learning_rate":
             parser.add_argument("--" + name.replace("_", "-"), type=kind, help=help_text)
@@ -51,7 +53,8 @@ def parse_args(argv=None):
 
 def config_from_args(args):
     overrides = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
-    overrides.update(out_dir=args.out_dir, device=args.device, seed=args.seed, tokenizer=args.tokenizer)
+    overrides.update(out_dir=args.out_dir, device=args.device, seed=args.seed, tokenizer=args.tokenizer,
+                     tf32=args.tf32)
     if args.data:
         overrides["data"] = args.data
     if args.bias:

@@ -61,6 +61,7 @@ class TrainConfig:
     beta2: float = 0.99
     grad_clip: float = 1.0
     cpu_shards: int = 0       # CPU: split each batch across this many cores (tensorlite.parallel); 0: auto, 1: off
+    tf32: bool = True         # GPU: TF32 float32 matmuls (as PyTorch's allow_tf32); False keeps full float32
     # evaluation and logging
     eval_interval: int = 250
     eval_iters: int = 20
@@ -125,6 +126,8 @@ def model_loss(model, x, y):
 class Trainer:
     def __init__(self, cfg, resume=False):
         self.cfg = cfg
+        if cfg.device == "cuda":
+            backend.set_tf32(cfg.tf32)   # before the first GPU matmul, which fixes CuPy's choice
         self.path = os.path.join(cfg.out_dir, CHECKPOINT)
         text = load_text(cfg.data)
         tl.manual_seed(cfg.seed)

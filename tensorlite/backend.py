@@ -53,13 +53,19 @@ def check_device(device):
     return name
 
 
+def set_tf32(enabled):
+    """TF32 for float32 matmuls on the GPU (10-bit mantissa inputs, float32 accumulation, on Ampere and later),
+    like PyTorch's allow_tf32; on unless this or TENSORLITE_TF32=0 turns it off. CuPy reads its CUPY_TF32 setting
+    at its first float32 matmul, so choose before any GPU work."""
+    os.environ["CUPY_TF32"] = "1" if enabled else "0"
+
+
 def cupy_or_raise():
     """Import CuPy and check that a GPU answers, or raise one clear sentence saying what is missing."""
     global _cupy
     if _cupy is not None:
         return _cupy
-    # TF32 matmuls (10-bit mantissa inputs, float32 accumulation) on Ampere and later, like PyTorch's
-    # allow_tf32; CuPy reads CUPY_TF32 when it is imported. TENSORLITE_TF32=0 keeps full float32.
+    # TF32 matmuls by default (set_tf32); TENSORLITE_TF32=0 keeps full float32
     os.environ.setdefault("CUPY_TF32", "0" if os.environ.get("TENSORLITE_TF32") == "0" else "1")
     try:
         import cupy

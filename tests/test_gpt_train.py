@@ -120,3 +120,18 @@ def test_grad_accum_equals_one_big_batch(tmp_path):
     small.step()
     for name, value in params(big).items():
         np.testing.assert_allclose(params(small)[name], value, atol=1e-6, err_msg=name)
+
+
+def test_tf32_choice_reaches_cupy_before_the_model_goes_to_the_gpu(tmp_path, monkeypatch):
+    from tensorlite import backend
+    monkeypatch.setenv("CUPY_TF32", "1")
+    backend.set_tf32(False)
+    assert os.environ["CUPY_TF32"] == "0"
+    backend.set_tf32(True)
+    assert os.environ["CUPY_TF32"] == "1"
+    calls = []
+    monkeypatch.setattr(backend, "set_tf32", calls.append)
+    monkeypatch.setattr(backend, "cupy_or_raise", lambda: (_ for _ in ()).throw(backend.DeviceError("no GPU here")))
+    with pytest.raises(backend.DeviceError):   # the model's move to the GPU fails here, after the choice was made
+        Trainer(TrainConfig.from_preset("tiny", device="cuda", tf32=False, out_dir=str(tmp_path)))
+    assert calls == [False]
