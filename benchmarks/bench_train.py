@@ -221,8 +221,8 @@ def main():
         gemm_runs = [("gemm-numpy", "NumPy's BLAS", None, None)] + \
             ([("gemm-torch", "PyTorch's BLAS", None, None)] if has_torch else [])
     else:   # tensorlite's GPU default is TF32 matmuls (as "pytorch eager tf32"); this row is full float32
-        runs.append(("tensorlite", "tensorlite fp32 (TENSORLITE_TF32=0)", {**os.environ, "TENSORLITE_TF32": "0", "CUPY_TF32": "0"},
-                     None))
+        fp32 = {**os.environ, "TENSORLITE_TF32": "0", "CUPY_TF32": "0"}
+        runs.append(("tensorlite", "tensorlite fp32 (TENSORLITE_TF32=0)", fp32, None))
     if has_torch:
         runs.append(("torch", "pytorch eager fp32", None, None))
         if args.device == "cuda":
