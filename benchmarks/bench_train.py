@@ -5,6 +5,8 @@
 
 Each framework runs in its own subprocess (so peak memory and thread pools are its own) on the same random
 batches; the median ms/iter after warm-up is reported with tokens/s and peak memory, as a table and as JSON.
+Peak memory on a GPU is what each framework's caching allocator holds at its high point (CuPy's memory pool,
+which keeps every block it grows to; PyTorch's max_memory_reserved), so both count cached free blocks alike.
 PyTorch is timed only when it is importable (eager fp32 and TF32 on GPU). On CPU the tensorlite side runs as the
 trainer does (the batch split across cores, tensorlite.parallel) with the environment as set, again with the
 OPENBLAS_* variables removed, and once on one shard (no data parallelism) to show what the sharding buys. The runs
@@ -109,7 +111,7 @@ def time_torch(cfg, device, iters, warmup, tf32):
         optimizer.zero_grad(set_to_none=True)
         sync()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_host_mib()
+    peak = torch.cuda.max_memory_reserved() / 2**20 if device == "cuda" else _peak_host_mib()
     return times[warmup:], peak, float(loss.item())
 
 
