@@ -138,10 +138,24 @@ def test_dropout_add_is_dropout_then_the_residual(device):
     np.testing.assert_allclose(tl.tensor(x.grad).numpy(), (dropped != 0) / 0.75)
     np.testing.assert_array_equal(tl.tensor(r.grad).numpy(), np.ones((50, 40)))
     np.testing.assert_array_equal(F.dropout_add(x, r, 0.25, training=False).numpy(), x.numpy() + r.numpy())
-    # a broadcast residual (no kernel handles it) and p = 0 take the plain path, gradients included
-    assert tl.gradcheck(lambda a, b: F.dropout_add(a, b, p=0.0), [leaf((3, 4), device), leaf((4,), device, seed=1)])
     with pytest.raises(ValueError, match="dropout probability"):
         F.dropout_add(x, r, 1.0)
+
+
+def with_fixed_mask(fn):
+    """fn with the generator reseeded at every call: the same dropout mask each time, so gradcheck applies."""
+    def seeded(*tensors):
+        tl.manual_seed(0)
+        return fn(*tensors)
+    return seeded
+
+
+@given(pair=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=4))
+def test_dropout_and_dropout_add_gradcheck(device, pair):
+    x_shape, residual_shape = pair.input_shapes
+    assert tl.gradcheck(with_fixed_mask(lambda x: F.dropout(x, 0.3)), [leaf(x_shape, device)])
+    assert tl.gradcheck(with_fixed_mask(lambda x, r: F.dropout_add(x, r, 0.3)),
+                        [leaf(x_shape, device), leaf(residual_shape, device, seed=1)])
 
 
 def test_embedding_accumulates_repeated_ids(device):
