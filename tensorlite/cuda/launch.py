@@ -12,7 +12,8 @@ import numpy as np
 from .. import backend
 from .sources import kernel_dir, read_source
 
-FA_ROWS = 64                 # threads per block of the flash attention kernels (kernels/flash_attention.cu)
+FA_ROWS = 64                 # rows per block of the flash attention kernels (kernels/flash_attention.cu)
+FA_PART = 32                 # head dimensions per thread there: D / FA_PART threads per row
 FA_HEAD_SIZES = (32, 64, 128)
 ROW_THREADS = 128            # threads per block of the row kernels (softmax.cu, layernorm.cu)
 LN_BWD_ROWS = 32             # rows per block of layernorm_bwd (kernels/layernorm.cu)
@@ -56,6 +57,11 @@ def _attention_shape(name, q):
     return B, H, T, D
 
 
+def _fa_block(D):
+    """Threads per block: FA_ROWS rows, D / FA_PART threads each."""
+    return (FA_ROWS * D // FA_PART,)
+
+
 def _attention_scalars(T, scale, causal, dropout_p, seed):
     return (np.int32(T), np.float32(scale), np.int32(bool(causal)), np.float32(dropout_p), np.uint32(seed))
 
@@ -64,7 +70,7 @@ def flash_forward(q, k, v, o, lse, scale, causal, dropout_p, seed):
     B, H, T, D = _attention_shape("flash_attn_fwd", q)
     _check_float32("flash_attn_fwd", q, k, v, o, shape=q.shape)
     _check_float32("flash_attn_fwd lse", lse, shape=(B, H, T))
-    return LaunchSpec("flash_attention.cu", f"flash_attn_fwd_d{D}", (-(-T // FA_ROWS), B * H), (FA_ROWS,), 0,
+    return LaunchSpec("flash_attention.cu", f"flash_attn_fwd_d{D}", (-(-T // FA_ROWS), B * H), _fa_block(D), 0,
                       (q, k, v, o, lse) + _attention_scalars(T, scale, causal, dropout_p, seed))
 
 
@@ -81,7 +87,7 @@ def flash_backward_dkdv(q, k, v, do, lse, dvec, dk, dv, scale, causal, dropout_p
     B, H, T, D = _attention_shape("flash_attn_bwd_dkdv", q)
     _check_float32("flash_attn_bwd_dkdv", q, k, v, do, dk, dv, shape=q.shape)
     _check_float32("flash_attn_bwd_dkdv lse/dvec", lse, dvec, shape=(B, H, T))
-    return LaunchSpec("flash_attention.cu", f"flash_attn_bwd_dkdv_d{D}", (-(-T // FA_ROWS), B * H), (FA_ROWS,),
+    return LaunchSpec("flash_attention.cu", f"flash_attn_bwd_dkdv_d{D}", (-(-T // FA_ROWS), B * H), _fa_block(D),
                       0, (q, k, v, do, lse, dvec, dk, dv) + _attention_scalars(T, scale, causal, dropout_p, seed))
 
 
@@ -89,7 +95,7 @@ def flash_backward_dq(q, k, v, do, lse, dvec, dq, scale, causal, dropout_p, seed
     B, H, T, D = _attention_shape("flash_attn_bwd_dq", q)
     _check_float32("flash_attn_bwd_dq", q, k, v, do, dq, shape=q.shape)
     _check_float32("flash_attn_bwd_dq lse/dvec", lse, dvec, shape=(B, H, T))
-    return LaunchSpec("flash_attention.cu", f"flash_attn_bwd_dq_d{D}", (-(-T // FA_ROWS), B * H), (FA_ROWS,), 0,
+    return LaunchSpec("flash_attention.cu", f"flash_attn_bwd_dq_d{D}", (-(-T // FA_ROWS), B * H), _fa_block(D), 0,
                       (q, k, v, do, lse, dvec, dq) + _attention_scalars(T, scale, causal, dropout_p, seed))
 
 
