@@ -1,12 +1,14 @@
 """Every .cu file compiles for sm_80 and sm_90: with nvcc (--ptx), and with NVRTC, the compiler CuPy's RawModule
 uses at run time (with the same options as tensorlite/cuda/launch.py), so a kernel that nvcc accepts but NVRTC
-rejects (no host headers there) fails here too, not on a user's GPU.
+rejects (no host headers there) fails here too, not on a user's GPU. And no kernel spills registers to local memory
+(ptxas's own report, for both architectures): a performance property that needs no GPU to check.
 
 Without nvcc or NVRTC (the nvidia-cuda-nvrtc wheel of the cuda12/cuda13 extras) these tests skip, unless
 TENSORLITE_REQUIRE_NVCC=1 (CI sets it), where a missing compiler fails."""
 import ctypes
 import glob
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -48,6 +50,22 @@ def test_kernel_compiles_with_nvcc(source, arch, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert ".entry" in (tmp_path / "out.ptx").read_text()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("source", SOURCES)
+def test_no_kernel_spills_registers(source, arch, tmp_path):
+    if NVCC is None:
+        _missing("nvcc")
+    cmd = [NVCC, "-cubin", f"-arch=sm_{arch}", "-std=c++17", "-Xptxas", "-v", "-I", kernel_dir(),
+           os.path.join(kernel_dir(), source), "-o", str(tmp_path / "out.cubin")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = result.stderr   # per kernel: "Compiling entry function '...'", then its registers and spills
+    kernels = re.findall(r"Compiling entry function '(\w+)'", report)
+    spills = [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]
+    assert kernels and len(spills) == 2 * len(kernels), report
+    assert not any(spills), f"register spills in {source} for sm_{arch}:\n{report}"
 
 
 @pytest.mark.parametrize("arch", ARCHES)
