@@ -127,7 +127,7 @@ class Trainer:
     def __init__(self, cfg, resume=False):
         self.cfg = cfg
         if cfg.device == "cuda":
-            backend.set_tf32(cfg.tf32)   # before the first GPU matmul, which fixes CuPy's choice
+            backend.set_tf32(cfg.tf32)
         self.path = os.path.join(cfg.out_dir, CHECKPOINT)
         text = load_text(cfg.data)
         tl.manual_seed(cfg.seed)

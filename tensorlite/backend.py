@@ -55,9 +55,10 @@ def check_device(device):
 
 def set_tf32(enabled):
     """TF32 for float32 matmuls on the GPU (10-bit mantissa inputs, float32 accumulation, on Ampere and later),
-    like PyTorch's allow_tf32; on unless this or TENSORLITE_TF32=0 turns it off. CuPy reads its CUPY_TF32 setting
-    at its first float32 matmul, so choose before any GPU work."""
+    like PyTorch's allow_tf32; on unless this or TENSORLITE_TF32=0 turns it off. Takes effect at the next matmul."""
     os.environ["CUPY_TF32"] = "1" if enabled else "0"
+    if _cupy is not None:   # CuPy read CUPY_TF32 at its first float32 matmul and kept it: make it read it again
+        _cupy._core.set_compute_type(np.float32, _cupy._core._routines_linalg.COMPUTE_TYPE_TBD)
 
 
 def cupy_or_raise():

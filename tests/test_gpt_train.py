@@ -122,13 +122,18 @@ def test_grad_accum_equals_one_big_batch(tmp_path):
         np.testing.assert_allclose(params(small)[name], value, atol=1e-6, err_msg=name)
 
 
-def test_tf32_choice_reaches_cupy_before_the_model_goes_to_the_gpu(tmp_path, monkeypatch):
+def test_tf32_choice_reaches_cupy(tmp_path, monkeypatch):
     from tensorlite import backend
     monkeypatch.setenv("CUPY_TF32", "1")
     backend.set_tf32(False)
     assert os.environ["CUPY_TF32"] == "0"
-    backend.set_tf32(True)
+    cupy = pytest.importorskip("cupy")   # imports without a GPU: the call below is CuPy's real API
+    monkeypatch.setattr(backend, "_cupy", cupy)
+    reset = []
+    monkeypatch.setattr(cupy._core, "set_compute_type", lambda dtype, kind: reset.append((np.dtype(dtype), kind)))
+    backend.set_tf32(True)   # CuPy already loaded: it is told to read CUPY_TF32 again at its next matmul
     assert os.environ["CUPY_TF32"] == "1"
+    assert reset == [(np.dtype(np.float32), cupy._core._routines_linalg.COMPUTE_TYPE_TBD)]
     calls = []
     monkeypatch.setattr(backend, "set_tf32", calls.append)
     monkeypatch.setattr(backend, "cupy_or_raise", lambda: (_ for _ in ()).throw(backend.DeviceError("no GPU here")))

@@ -1,4 +1,6 @@
 """Fused CUDA kernels against the reference path on a real GPU (skipped without CuPy and a GPU)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,16 @@ from tensorlite.cuda.mode import fused_mode
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not tl.cuda_available(), reason="no CuPy/GPU on this machine")]
 ATOL = 2e-4   # float32, sums over up to T=1030 terms in a different order
+
+
+@pytest.fixture(autouse=True)
+def full_float32_matmuls():
+    """The reference path's matmuls in full float32 (TF32, the GPU default, rounds their inputs to 10 bits), so
+    the kernels are compared with exact products."""
+    previous = os.environ.get("CUPY_TF32", "1") != "0"
+    tl.backend.set_tf32(False)
+    yield
+    tl.backend.set_tf32(previous)
 
 
 def run(mode, arrays, fn):
@@ -100,3 +112,48 @@ def test_layernorm_kernels_match_reference_and_repeat_bit_for_bit():
     for got, want, repeat in zip(fused, reference, again):
         np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
         np.testing.assert_array_equal(got, repeat)                             # no atomics: the same bits
+
+
+def test_gelu_kernels_match_reference():
+    x = (np.random.default_rng(6).standard_normal((4096, 1536)) * 3).astype(np.float32)
+    fused, name = run("1", [x], lambda t: F.gelu(t))
+    reference, _ = run("0", [x], lambda t: F.gelu(t))
+    assert name == "FusedGELU"
+    for got, want in zip(fused, reference):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_adamw_kernel_matches_reference():
+    import cupy
+    shapes = [(384, 1536), (1536,), (65, 384)]
+    results = {}
+    for mode in ("1", "0"):
+        with fused_mode(mode):
+            params = [tl.tensor(np.linspace(-1, 1, int(np.prod(s)), dtype=np.float32).reshape(s), device="cuda",
+                                requires_grad=True) for s in shapes]
+            opt = tl.optim.AdamW(params, lr=0.01, betas=(0.9, 0.99), weight_decay=0.1)
+            for step in range(3):
+                for i, p in enumerate(params):
+                    p.grad = cupy.cos(p.data + step + i)
+                opt.step()
+            results[mode] = [p.numpy() for p in params]
+    for got, want in zip(results["1"], results["0"]):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_gpt_step_through_the_kernels_matches_the_reference_path():
+    """Every fused kernel at once, in a GPT's forward and backward (dropout off: its masks differ by design)."""
+    from gpt import GPT, GPTConfig
+    idx, targets = np.random.default_rng(7).integers(0, 65, (2, 8, 128))
+    results = {}
+    for mode in ("1", "0"):
+        tl.manual_seed(0)
+        model = GPT(GPTConfig(block_size=128, vocab_size=65, n_layer=2, n_head=4, n_embd=256)).to("cuda")
+        with fused_mode(mode):
+            _, loss = model(tl.tensor(idx, device="cuda"), tl.tensor(targets, device="cuda"))
+            loss.backward()
+        results[mode] = (loss.item(), {n: tl.tensor(p.grad).numpy() for n, p in model.named_parameters()})
+    (loss_fused, grads_fused), (loss_ref, grads_ref) = results["1"], results["0"]
+    assert abs(loss_fused - loss_ref) < 1e-4
+    for name, g in grads_ref.items():
+        np.testing.assert_allclose(grads_fused[name], g, atol=1e-4, rtol=1e-3, err_msg=name)
