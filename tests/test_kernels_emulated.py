@@ -32,18 +32,19 @@ def test_flash_attention_kernels_match_the_mirror(T, D, causal):
         np.testing.assert_allclose(got, want, atol=2e-5)
 
 
-def test_flash_attention_dropout_and_head_size_128():
-    q, k, v, do = attention_inputs(1, 2, 40, 128, seed=3)
-    scale, p, seed = 1 / np.sqrt(128), 0.25, 99
+@pytest.mark.parametrize("T,D,causal,p", [(40, 128, True, 0.25), (97, 64, False, 0.1), (130, 128, True, 0.0)])
+def test_flash_attention_dropout_and_several_row_blocks(T, D, causal, p):
+    q, k, v, do = attention_inputs(1, 2, T, D, seed=3)
+    scale, seed = 1 / np.sqrt(D), 99
     o, lse = np.zeros_like(q), np.zeros(q.shape[:3], np.float32)
-    launch.run(launch.flash_forward(q, k, v, o, lse, scale, True, p, seed))
-    o_ref, lse_ref = mirror.flash_forward(q, k, v, True, dropout_p=p, seed=seed)
+    launch.run(launch.flash_forward(q, k, v, o, lse, scale, causal, p, seed))
+    o_ref, lse_ref = mirror.flash_forward(q, k, v, causal, dropout_p=p, seed=seed)
     np.testing.assert_allclose(o, o_ref, atol=1e-5)
     dvec, dq, dk, dv = np.zeros_like(lse), np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
     launch.run(launch.flash_backward_dot(do, o, dvec))
-    launch.run(launch.flash_backward_dkdv(q, k, v, do, lse, dvec, dk, dv, scale, True, p, seed))
-    launch.run(launch.flash_backward_dq(q, k, v, do, lse, dvec, dq, scale, True, p, seed))
-    for got, want in zip((dq, dk, dv), mirror.flash_backward(q, k, v, o_ref, lse_ref, do, True, dropout_p=p,
+    launch.run(launch.flash_backward_dkdv(q, k, v, do, lse, dvec, dk, dv, scale, causal, p, seed))
+    launch.run(launch.flash_backward_dq(q, k, v, do, lse, dvec, dq, scale, causal, p, seed))
+    for got, want in zip((dq, dk, dv), mirror.flash_backward(q, k, v, o_ref, lse_ref, do, causal, dropout_p=p,
                                                              seed=seed)):
         np.testing.assert_allclose(got, want, atol=2e-5)
 
