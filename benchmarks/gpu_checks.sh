@@ -29,7 +29,7 @@ case "${1:-}" in
 tests)
     nvidia-smi >"$out/nvidia-smi.txt" 2>&1
     python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" | tee "$out/versions.txt"
-    step gpu-tests 180 python -m pytest -q -m gpu tests/
+    step gpu-tests 230 python -m pytest -q -m gpu tests/
     step bench-train 240 python benchmarks/bench_train.py --device cuda --preset gpu --rounds 2 --iters 30 \
         --json "$out/bench_train.json"
     step bench-attention 90 python benchmarks/bench_attention.py --iters 20
