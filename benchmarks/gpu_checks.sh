@@ -19,7 +19,7 @@ step() {   # step NAME SECONDS COMMAND...: run with a time limit (SIGINT, so a t
     local name=$1 limit=$2
     shift 2
     echo "== $name: $*"
-    timeout -s INT -k 30 "$limit" "$@" >"$out/$name.log" 2>&1
+    timeout -s INT -k 10 "$limit" "$@" >"$out/$name.log" 2>&1
     local rc=$?
     echo "$name: exit $rc" | tee -a "$out/summary.txt"
     tail -n 8 "$out/$name.log"
