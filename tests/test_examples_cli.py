@@ -104,8 +104,8 @@ def test_greedy_top_p_and_beam_sampling(trained):
     assert beam.stdout.count("(log-probability") == 3 and beam.stdout.count("ROMEO:") == 3
 
 
-def test_no_tf32_flag_reaches_the_training_config():
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
+def test_no_tf32_flag_reaches_the_training_config(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
     import train_char_gpt
     assert train_char_gpt.config_from_args(train_char_gpt.parse_args(["--no-tf32"])).tf32 is False
     assert train_char_gpt.config_from_args(train_char_gpt.parse_args([])).tf32 is True
