@@ -204,7 +204,7 @@ def embedding_backward(num_rows, ids, dy):
     order = xp.argsort(ids, kind="stable")
     starts = xp.searchsorted(ids[order], xp.arange(num_rows + 1))
     dweight = xp.empty((num_rows, dy.shape[1]), dtype=np.float32)
-    launch.run(launch.embedding_backward(xp.ascontiguousarray(dy), order.astype(np.int64, copy=False),
+    launch.run(launch.embedding_backward(_contiguous(xp, dy), order.astype(np.int64, copy=False),
                                          starts.astype(np.int64, copy=False), dweight))
     return dweight
 

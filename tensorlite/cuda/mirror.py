@@ -41,7 +41,7 @@ def dropout_mul(x, p, seed):
 
 def dropout_add(x, residual, p, seed):
     """kernels/dropout.cu dropout_add: residual + dropout_mul(x, p, seed), in float32."""
-    return (residual.astype(np.float32) + dropout_mul(x, p, seed)).astype(np.float32)
+    return residual.astype(np.float32) + dropout_mul(x, p, seed)
 
 
 def embedding_backward(dy, ids, num_rows):

@@ -65,8 +65,7 @@ class Embedding(Module):
 class Dropout(Module):
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        F._check_dropout_p(p)
         self.p = p
 
     def forward(self, x, residual=None):
