@@ -103,6 +103,7 @@ def draw(steps, edges, path):
 
     n, half = len(steps) + 1, 2.6                    # boxes span x in [-half, half], one per row, top to bottom
     sums, skip_x, plus_x = summed(edges), 4.2, 3.3
+    forks = {src for src, dst, _ in arrows(edges) if dst != src + 1}   # the residual Adds: they start a skip
     red, grey = "#b03000", "#555555"
     fig, ax = plt.subplots(figsize=(8, 0.55 * n + 1.2))
     ax.set_xlim(-half - 0.3, 7.6)
@@ -116,7 +117,7 @@ def draw(steps, edges, path):
     for i in range(n):
         if i < len(steps):
             label = f"{i + 1}. {describe(steps[i])}"
-            color = ("#ffe2b8" if type(steps[i]["op"]).__name__ == "Add" else
+            color = ("#ffe2b8" if i in forks else
                      "#d8f5d0" if steps[i]["module"] else "#cfe3ff")
         else:
             label, color = f"{INPUT}, the block's input (residual stream)", "#eeeeee"
