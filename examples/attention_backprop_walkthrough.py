@@ -135,7 +135,7 @@ def _leaves(inputs):
 
 def _c_attn(leaves):
     """nanoGPT's c_attn: one (3C, C) weight, q, k and v side by side in one GEMM; X as a batch of one."""
-    w_attn = tl.cat([leaves["Wq"], leaves["Wk"], leaves["Wv"]], axis=0)
+    w_attn = tl.cat([leaves["Wq"], leaves["Wk"], leaves["Wv"]], 0)
     return F.linear(leaves["X"].reshape(1, T, C), w_attn)                    # (1, T, 3C)
 
 
@@ -166,7 +166,7 @@ def by_primitive_ops(inputs):
     """The same layer op by op: split, then a reshape and a transpose per piece, the attention as matmul, add
     (the mask), softmax, matmul, and the merge as a transpose and a reshape. Autograd then also hands out dS, dP."""
     leaves = _leaves(inputs)
-    q, k, v = (t.retain_grad() for t in tl.split(_c_attn(leaves), C, axis=2))   # (1, T, C) each
+    q, k, v = (t.retain_grad() for t in tl.split(_c_attn(leaves), C, 2))   # (1, T, C) each
     qh, kh, vh = (t.reshape(1, T, H, D).swapaxes(1, 2) for t in (q, k, v))       # (1, H, T, D)
     s = (qh @ kh.swapaxes(2, 3) * (1 / np.sqrt(D))).retain_grad()               # (1, H, T, T)
     p = F.softmax(s + tl.tensor(inputs["M"])).retain_grad()

@@ -373,7 +373,7 @@ def test_nine_primitive_nodes_against_two():
         return tl.viz.to_dot(y).count("shape=ellipse")
 
     x = tl.randn(B, T, 3 * C, requires_grad=True)
-    q, k, v = (t.reshape(B, T, H, D).swapaxes(1, 2) for t in tl.split(x, C, axis=2))
+    q, k, v = (t.reshape(B, T, H, D).swapaxes(1, 2) for t in tl.split(x, C, 2))
     y = F.scaled_dot_product_attention(q, k, v, is_causal=True).swapaxes(1, 2).reshape(B, T, C)
     assert count_ops(y) == 9 + 1                              # + the attention itself
     y = F.merge_heads(F.scaled_dot_product_attention(*F.split_heads(x, H), is_causal=True))
