@@ -42,7 +42,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, greedy=False):
         xp.put_along_axis(keep, order, keep_sorted, axis=-1)
         probs = xp.where(keep, probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
-    u = backend.rng(backend.device_of(logits)).random((probs.shape[0], 1))
+    u = tl.rand(probs.shape[0], 1, dtype=np.float64, device=backend.device_of(logits)).data   # (B, 1) in [0, 1)
     cdf = xp.cumsum(probs, axis=-1)
     return xp.minimum((cdf < u).sum(axis=-1, keepdims=True), probs.shape[-1] - 1).astype(np.int64)
 

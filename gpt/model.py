@@ -10,7 +10,7 @@ import numpy as np
 
 import tensorlite as tl
 import tensorlite.functional as F
-from tensorlite import backend, nn
+from tensorlite import nn
 
 from .decoding import check_decoding_args, sample_next
 
@@ -87,25 +87,25 @@ class CausalSelfAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                               dropout_p=self.dropout if self.training else 0.0)
 
-    def forward(self, x, cache=None, residual=None):
+    def forward(self, x, cache=None):
         q, k, v = F.split_heads(self.c_attn(x), self.n_head)                      # (B, H, T, D) each, D = C / H
         if cache is not None:
             k, v = cache.extend(self.layer, k, v)                                  # (B, H, S, D), S >= T
         y = self.attend(q, k, v)                                                   # (B, H, T, D)
         y = F.merge_heads(y)                                                       # (B, T, C): heads side by side
-        return self.resid_dropout(self.c_proj(y), residual)                       # residual + dropout(...)
+        return self.resid_dropout(self.c_proj(y))                                  # (B, T, C)
 
 
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")   # GPT-2's GELU (nanoGPT uses the exact one; 12 ms/step on CPU)
+        self.gelu = nn.GELU(approximate="tanh")   # GPT-2's GELU (nanoGPT uses the exact erf, slower on NumPy)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, residual=None):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))), residual)
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -117,10 +117,9 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x, cache=None):
-        # x + attn(ln_1(x)), then x + mlp(ln_2(x)): each branch's last dropout adds the residual stream in the same
-        # op (F.dropout_add), which on a GPU is one kernel instead of dropout's and then the add's
-        x = self.attn(self.ln_1(x), cache, residual=x)                              # (B, T, C)
-        return self.mlp(self.ln_2(x), residual=x)
+        x = x + self.attn(self.ln_1(x), cache)                                      # (B, T, C)
+        x = x + self.mlp(self.ln_2(x))
+        return x
 
 
 class GPT(nn.Module):
@@ -144,13 +143,12 @@ class GPT(nn.Module):
 
     def _init_weights(self):
         """nanoGPT's: N(0, 0.02) for weights, zero biases, residual projections N(0, 0.02/sqrt(2 n_layer))."""
-        gen = backend.rng("cpu")
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 p.data[...] = 0
             elif ".ln_" not in name:    # LayerNorm gains stay one
                 std = INIT_STD / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") else INIT_STD
-                p.data[...] = p.xp.asarray(gen.standard_normal(p.shape, dtype=np.float32) * std)
+                p.data[...] = p.xp.asarray(tl.randn(p.shape).numpy() * std)
 
     def positions(self, start, T, device):
         """(T, C) position information for positions start .. start+T-1 (or None without any)."""

@@ -177,13 +177,13 @@ class Trainer:
         self.iter_num, self.best_val = meta["iter_num"], meta["best_val_loss"]
         self.saved_iter = self.iter_num
         self.batch_rng.bit_generator.state = meta["rng"]["batches"]
-        backend.set_rng_state(meta["rng"]["framework"], "cpu")
+        tl.set_rng_state(meta["rng"]["framework"], "cpu")
 
     def save(self):
         meta = {"iter_num": self.iter_num, "best_val_loss": self.best_val, "tokenizer": self.tokenizer.to_dict(),
                 "model_config": self.model.config.to_dict(), "train_config": asdict(self.cfg),
                 "rng": {"batches": self.batch_rng.bit_generator.state,
-                        "framework": backend.get_rng_state("cpu")}}
+                        "framework": tl.get_rng_state("cpu")}}
         save_checkpoint(self.path, self.model.state_dict(), self.optimizer.state_dict(), meta)
         self.saved_iter = self.iter_num
 

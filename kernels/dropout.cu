@@ -1,4 +1,4 @@
-// dropout.cu: inverted dropout without a stored mask (reference: tensorlite/functional.py Dropout).
+// dropout.cu: inverted dropout without a stored mask (reference: tensorlite/functional.py DropoutFunction).
 // Element i is kept when the hash of (seed, i) is >= p, and kept values are scaled by 1 / (1 - p). Forward and
 // backward multiply by the same regenerated mask, so one kernel serves both: nothing as big as x is kept between
 // them (the reference path saves a float32 mask the size of x at every dropout site).

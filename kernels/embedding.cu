@@ -1,6 +1,6 @@
 // embedding.cu: the backward of a row lookup, dweight[v] = the sum of dy[i] over the positions i whose id is v
-// (reference: tensorlite/functional.py Embedding; on the CPU, tensorlite/backend.py scatter_add_rows sorts and sums
-// runs the same way with NumPy).
+// (reference: tensorlite/functional.py EmbeddingFunction; on the CPU, tensorlite/backend.py scatter_add_rows sorts
+// and sums runs the same way with NumPy).
 // Atomic adds would serialise on frequent ids (a space is ~15% of Shakespeare's characters) and make the order of
 // the sum, so its rounding, change from run to run. Instead the positions come sorted by id (`order`, a stable
 // sort), id v's run of them is order[starts[v]] .. order[starts[v + 1] - 1], and one block sums one run for 32

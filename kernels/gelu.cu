@@ -1,4 +1,4 @@
-// gelu.cu: GPT-2's tanh GELU, elementwise, forward and backward (reference: tensorlite/functional.py GELU).
+// gelu.cu: GPT-2's tanh GELU, elementwise, forward and backward (reference: tensorlite/functional.py GELUFunction).
 //   y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 //   dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 #include "common.cuh"

@@ -5,7 +5,7 @@
 // with one block per LN_BWD_ROWS rows: each block writes its rows' dx and one row of partial dw and db sums,
 // which the caller adds up (a fixed order: no atomics, so the same inputs give the same bits; atomics would also
 // queue up, every row adding into the same cols addresses).
-// Reference: tensorlite/functional.py LayerNorm.
+// Reference: tensorlite/functional.py LayerNormFunction.
 #include "common.cuh"
 
 extern "C" __global__ void layernorm_fwd(const float* __restrict__ x, const float* __restrict__ w,

@@ -43,14 +43,14 @@ def enable_grad():
 class Function:
     """One differentiable operation. Subclasses define `forward(*arrays)` and `backward(*grads)`.
 
-    Keyword arguments given to `apply` are the op's non-tensor parameters (axis, shape, ...) and become attributes.
+    An op's non-tensor parameters (axis, shape, ...) are the arguments of its own `__init__`, which stores them;
+    `Cls.apply(*tensors, **params)` makes `Cls(**params)` and runs it on the tensors.
     `backward` gets one gradient per output and returns one per input (None where no gradient is needed); a
     gradient may keep the broadcast shape of the output: the engine sums it back to the input's shape.
     `backward` must not modify the gradients it is given: they may be shared with other branches.
     """
 
-    def __init__(self, **params):
-        self.__dict__.update(params)
+    def __init__(self):
         self.saved = ()
 
     def save_for_backward(self, *arrays):
@@ -137,6 +137,9 @@ def _topological_order(root_fn):
             continue
         if fn in visited:
             continue
+        if fn.inputs is None:
+            raise RuntimeError("backward through a graph a second time: an earlier backward freed this part of it "
+                               f"(the saved arrays of {type(fn).__name__}); run the forward again")
         visited.add(fn)
         stack.append((fn, True))
         for t in fn.inputs:
@@ -151,11 +154,10 @@ def backward(root, grad):
     if root.creator is None:
         _accumulate_leaf(root, grad, handed_out=set())
         return
-    if root.creator.inputs is None:
-        raise RuntimeError("backward through a graph a second time: its buffers were freed after the first call")
+    order = _topological_order(root.creator)
     root.creator.output_grads[root.output_index] = grad
     handed_out = set()
-    for fn in _topological_order(root.creator):
+    for fn in order:
         gys = tuple(g if g is not None else fn.xp.zeros(shape, dtype)
                     for g, (shape, dtype) in zip(fn.output_grads, fn.output_meta))
         gxs = fn.backward(*gys)

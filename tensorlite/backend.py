@@ -3,42 +3,17 @@
 Every other module asks this one for the array module (`xp`) of a device or of an array, so the same source runs
 on NumPy and CuPy and no op ever checks `if cupy`. Importing tensorlite never imports CuPy; asking for
 `device='cuda'` does, and fails with one sentence that says what to install when CuPy or a GPU is missing.
+
+Besides devices and array modules it holds what needs one of them by name: the deferred device-side assertions
+(they wait for the host's next look at the GPU) and the array functions whose CuPy version lives in cupyx
+(scatter-add, erf). The random generators are in tensorlite/random.py, CPU tuning in tensorlite/cpu.py.
 """
-import contextlib
-import ctypes
 import os
-import sys
-import threading
 
 import numpy as np
 
 DEVICES = ("cpu", "cuda")
 _cupy = None          # the cupy module once it has been imported successfully
-_seed = None          # the last manual_seed, so generators made later (e.g. on first cuda use) follow it
-_generators = {}      # device -> random generator
-_thread = threading.local()   # .generator: a per-thread CPU generator set by using_generator
-
-
-def _tune_glibc_malloc():
-    """Keep freed arrays in the heap instead of returning them to the OS.
-
-    glibc serves large blocks (activations, gradients: ~1 MB here) with mmap and unmaps them on free, so every
-    fresh temporary is zero-filled by page faults again. Raising the mmap and trim thresholds lets a training step
-    reuse the previous step's memory: 57 -> 47 ms/step for the cpu preset on 2 cores. Opt out with
-    TENSORLITE_MALLOC_TUNING=0; thresholds set through glibc's own variables are left alone.
-    """
-    if sys.platform != "linux" or os.environ.get("TENSORLITE_MALLOC_TUNING") == "0" or \
-            "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:      # not glibc (musl, ...): nothing to tune
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 64 << 20) and libc.mallopt(m_trim_threshold, 256 << 20))
-
-
-MALLOC_TUNED = _tune_glibc_malloc()
 
 
 class DeviceError(RuntimeError):
@@ -106,31 +81,32 @@ def device_of(array):
     return "cuda" if is_cuda_array(array) else "cpu"
 
 
-MAX_DEFERRED_CHECKS = 256   # at most this many input checks wait for the host's next look at the device
-_deferred_checks = []       # (0-d device bool array, function making the error) not looked at yet
+MAX_DEFERRED_ASSERTS = 256   # at most this many device-side assertions wait for the host's next look
+_deferred_asserts = []       # (0-d device bool array, function making the error) not looked at yet
 
 
-def check(bad, make_error):
-    """Raise make_error() if the 0-d boolean array `bad` is true: input checks (ids out of range) that need the
-    data's values. On the CPU at once. On a GPU, reading `bad` would make the host wait for the device on every
-    forward pass, so the flag is looked at when the host next waits anyway (`Tensor.item()`, `.numpy()`: a
-    training loop's logging) or after MAX_DEFERRED_CHECKS checks, as PyTorch's device-side asserts surface late.
-    The kernels behind such checks must not read out of bounds meanwhile (they give NaN or wrap)."""
+def device_assert(bad, make_error):
+    """A deferred device-side assertion: raise make_error() if the 0-d boolean array `bad` is true, for input
+    checks that need the data's values (ids out of range). On the CPU at once. On a GPU, reading `bad` would make
+    the host wait for the device on every forward pass, so the flag is looked at when the host next waits anyway
+    (`Tensor.item()`, `.numpy()`: a training loop's logging) or after MAX_DEFERRED_ASSERTS of them, as PyTorch's
+    device-side asserts surface late. The kernels behind such checks must not read out of bounds meanwhile (they
+    give NaN or wrap)."""
     if not is_cuda_array(bad):
         if bad:
             raise make_error()
         return
-    _deferred_checks.append((bad, make_error))
-    if len(_deferred_checks) >= MAX_DEFERRED_CHECKS:
-        flush_checks()
+    _deferred_asserts.append((bad, make_error))
+    if len(_deferred_asserts) >= MAX_DEFERRED_ASSERTS:
+        flush_device_asserts()
 
 
-def flush_checks():
-    """Look at every deferred check (one host sync for all of them) and raise the first failed one's error."""
-    if not _deferred_checks:
+def flush_device_asserts():
+    """Look at every deferred device assertion (one host sync for all) and raise the first failed one's error."""
+    if not _deferred_asserts:
         return
-    pending = list(_deferred_checks)
-    _deferred_checks.clear()
+    pending = list(_deferred_asserts)
+    _deferred_asserts.clear()
     failed = to_device(get_xp("cuda").stack([bad for bad, _ in pending]), "cpu")
     for (_, make_error), is_bad in zip(pending, failed):
         if is_bad:
@@ -168,9 +144,10 @@ def scatter_add(target, index, values):
 def scatter_add_rows(num_rows, index, values):
     """rows[index[i]] += values[i] into a fresh (num_rows, ...) array: the backward of a row lookup.
 
-    On the CPU, sorting the indices and summing runs with `add.reduceat` is ~6x faster than `np.add.at`. On the
-    GPU this is CuPy's atomic scatter: the reference path, which kernels/embedding.cu (the same sort-and-sum-runs
-    idea, deterministic) replaces where it applies (tensorlite/cuda/fused.py embedding_backward).
+    On the CPU, the indices are sorted and each run summed with `add.reduceat`, one pass instead of `np.add.at`'s
+    element-by-element loop. On the GPU this is CuPy's atomic scatter: the reference path, which
+    kernels/embedding.cu (the same sort-and-sum-runs idea, deterministic) replaces where it applies
+    (tensorlite/cuda/fused.py::FusedEmbeddingFunction).
     """
     xp = xp_of(values)
     rows = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
@@ -197,94 +174,3 @@ def erf(x):
         import math
         return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
     return scipy_erf(x).astype(x.dtype, copy=False)
-
-
-def usable_cores():
-    """Cores this process may run on (the affinity mask where the OS has one, else the CPU count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-_pool = None   # threads for in_slices, made on first use
-
-
-def in_slices(fn, *arrays, min_size=1 << 18):
-    """fn(*slices) over equal slices of 1-d arrays, one slice per core at once: NumPy releases the GIL inside
-    its loops, so a chain of passes over a big CPU buffer (AdamW over all parameters) runs on every core. One
-    plain call for GPU arrays, small arrays or one core."""
-    global _pool
-    n = min(usable_cores(), arrays[0].size // min_size)
-    if n < 2 or is_cuda_array(arrays[0]):
-        return fn(*arrays)
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(max_workers=usable_cores() - 1, thread_name_prefix="tensorlite")
-    bounds = np.linspace(0, arrays[0].size, n + 1).astype(int)
-    pieces = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
-    futures = [_pool.submit(fn, *piece) for piece in pieces[1:]]
-    fn(*pieces[0])
-    for future in futures:
-        future.result()
-
-
-def manual_seed(seed):
-    """Seed every random source the framework draws from, on every backend (made lazily for cuda)."""
-    global _seed
-    _seed = int(seed)
-    _generators.clear()
-
-
-def _root_seed():
-    """The last manual_seed, or fresh entropy when there was none."""
-    return _seed if _seed is not None else np.random.SeedSequence().entropy
-
-
-def rng(device):
-    """The framework's random generator of a device (numpy or cupy Generator), seeded by manual_seed; on the
-    CPU, a thread inside `using_generator` gets that generator instead."""
-    device = check_device(device)
-    if device == "cpu" and getattr(_thread, "generator", None) is not None:
-        return _thread.generator
-    if device not in _generators:
-        # Each device gets its own stream derived from the one seed, so cpu and cuda runs are both reproducible.
-        streams = np.random.SeedSequence(_root_seed()).spawn(len(DEVICES))
-        stream = streams[DEVICES.index(device)]
-        _generators[device] = np.random.default_rng(stream) if device == "cpu" else \
-            cupy_or_raise().random.default_rng(int(stream.generate_state(1)[0]))
-    return _generators[device]
-
-
-def kernel_seed(device):
-    """A 32-bit seed for a kernel's counter-based random numbers (dropout), drawn on the host: reading back a draw
-    of the GPU's generator would make every step wait for the device. Seeded by manual_seed like rng(device); on
-    the CPU it is rng('cpu') itself (so the emulated kernels follow using_generator)."""
-    device = check_device(device)
-    if device == "cpu":
-        return int(rng("cpu").integers(0, 2 ** 32))
-    key = ("host", device)
-    if key not in _generators:
-        _generators[key] = np.random.default_rng(np.random.SeedSequence(_root_seed(),
-                                                                        spawn_key=(DEVICES.index(device), 1)))
-    return int(_generators[key].integers(0, 2 ** 32))
-
-
-@contextlib.contextmanager
-def using_generator(generator):
-    """Within this block, this thread's CPU random draws (dropout) come from `generator`: each shard of a
-    tensorlite.parallel step draws from its own, so the numbers do not depend on which process runs it or when."""
-    previous, _thread.generator = getattr(_thread, "generator", None), generator
-    try:
-        yield generator
-    finally:
-        _thread.generator = previous
-
-
-def get_rng_state(device="cpu"):
-    """A JSON-able snapshot of a device's generator (for checkpoints); only numpy's state is exact."""
-    gen = rng(device)
-    if device == "cpu":
-        return gen.bit_generator.state
-    raise DeviceError("saving the cuda random state is not supported; reseed with manual_seed on resume")
-
-
-def set_rng_state(state, device="cpu"):
-    rng(device).bit_generator.state = state

@@ -3,8 +3,8 @@ import numbers
 
 import numpy as np
 
-from . import backend
-from .tensor import DEFAULT_DTYPE, Tensor
+from . import backend, random
+from .tensor import DEFAULT_DTYPE, Tensor, check_numeric
 
 
 def _shape(shape):
@@ -18,6 +18,9 @@ def _dtype(dtype):
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A tensor of numbers, nested lists or an array (copied only when dtype or device ask for it)."""
+    if hasattr(data, "dtype") and not isinstance(data, Tensor):
+        check_numeric(data, data)          # arrays skip Tensor's conversion: strings or objects stop here too
     return Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
 
 
@@ -46,14 +49,14 @@ def ones_like(t, dtype=None, device=None, requires_grad=False):
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the framework's generator (seeded by manual_seed)."""
     device = backend.check_device(device)
-    data = backend.rng(device).standard_normal(_shape(shape), dtype=_dtype(dtype))
+    data = random.rng(device).standard_normal(_shape(shape), dtype=_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the framework's generator (seeded by manual_seed)."""
     device = backend.check_device(device)
-    data = backend.rng(device).random(_shape(shape), dtype=_dtype(dtype))
+    data = random.rng(device).random(_shape(shape), dtype=_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 

@@ -4,32 +4,46 @@ Built from primitives, softmax or layer norm would record a dozen nodes and keep
 backward. As single Functions they save one or two arrays and their backward is the textbook formula, written
 next to its derivation (docs/backprop_through_attention.md derives each one step by step).
 
-Import as `import tensorlite.functional as F`. The fused CUDA kernels plug in behind `softmax`, `cross_entropy`
-and `scaled_dot_product_attention` (see tensorlite/cuda/fused.py); these Functions are the reference path.
+Import as `import tensorlite.functional as F`. Each public function first asks tensorlite/cuda/fused.py for its
+fused CUDA kernel (softmax, cross_entropy, layer_norm, gelu, dropout, dropout_add, embedding, attention) and
+takes the Function here, the reference path, when that answers None.
 """
 import math
 
 import numpy as np
 
-from . import backend
+from . import backend, random
 from .autograd import Function
 from .cuda import fused
-from .ops import relu  # noqa: F401  (re-exported: F.relu like torch.nn.functional.relu)
+from .ops import check_axis, relu  # noqa: F401  (relu re-exported: F.relu like torch.nn.functional.relu)
 from .tensor import Tensor
 
 
 def _row_sum(x, scale=1.0):
-    """scale * sum over the last axis, keepdims, as a matrix-vector product: BLAS does these short rows ~5x
-    faster than NumPy's reduction along the contiguous axis (a measurable share of a CPU training step)."""
+    """scale * sum over the last axis, keepdims, as a matrix-vector product: BLAS sums these short rows faster
+    than NumPy's reduction along the contiguous axis does (docs/performance.md)."""
     return x @ backend.xp_of(x).full((x.shape[-1], 1), scale, dtype=x.dtype)
 
 
 # ----------------------------------------------------------------------------- softmax family
-class Softmax(Function):
+def _softmax_axis(op, x, axis):
+    """The axis softmax and log_softmax normalise over, or one clear error for what they cannot take."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op} needs a floating tensor, got dtype {x.dtype} (cast it with .float())")
+    if x.ndim == 0:
+        raise ValueError(f"{op} of a 0-d tensor: it needs at least one axis to normalise over")
+    return check_axis(axis, x.ndim)
+
+
+class SoftmaxFunction(Function):
     """y = exp(x - max) / sum(exp(x - max)).
 
     Backward, Jacobian-vector form: dy_i/dx_j = y_i (delta_ij - y_j), so dx = y * (dy - sum(dy * y)).
     """
+
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
 
     def forward(self, x):
         y = x - x.max(axis=self.axis, keepdims=True)
@@ -45,8 +59,18 @@ class Softmax(Function):
         return gx
 
 
-class LogSoftmax(Function):
+def softmax(x, axis=-1):
+    axis = _softmax_axis("softmax", x, axis)
+    out = fused.softmax(x, axis)
+    return out if out is not None else SoftmaxFunction.apply(x, axis=axis)
+
+
+class LogSoftmaxFunction(Function):
     """y = x - max - log(sum(exp(x - max))).  Backward: dx = dy - softmax(x) * sum(dy)."""
+
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
 
     def forward(self, x):
         y = x - x.max(axis=self.axis, keepdims=True)
@@ -59,24 +83,24 @@ class LogSoftmax(Function):
         return gy - self.xp.exp(y) * gy.sum(axis=self.axis, keepdims=True)
 
 
-def softmax(x, axis=-1):
-    out = fused.softmax(x, axis)
-    return out if out is not None else Softmax.apply(x, axis=axis)
-
-
 def log_softmax(x, axis=-1):
-    return LogSoftmax.apply(x, axis=axis)
+    return LogSoftmaxFunction.apply(x, axis=_softmax_axis("log_softmax", x, axis))
 
 
-class CrossEntropy(Function):
+class CrossEntropyFunction(Function):
     """Mean (or sum, or per-row) of -log softmax(logits)[target] over rows whose target is not ignore_index.
 
     Backward: d loss_i / d logits_i = softmax(logits_i) - onehot(target_i), times the reduction's scale
     (1/n_valid for 'mean'), and zero for ignored rows. Forward keeps softmax for it: one (N, C) array.
     """
 
+    def __init__(self, targets, ignore_index, reduction):
+        super().__init__()
+        self.targets, self.ignore_index, self.reduction = targets, ignore_index, reduction   # targets: an array
+
     def forward(self, logits):
         xp = self.xp
+        self.logits_shape = logits.shape
         n_classes = logits.shape[-1]
         flat = logits.reshape(-1, n_classes)                                               # (N, C)
         z = flat - flat.max(axis=1, keepdims=True)
@@ -120,22 +144,26 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
                          f"{logits.shape} (expected {logits.shape[:-1]})")
     n_classes = logits.shape[-1]
     bad = (target_data != ignore_index) & ((target_data < 0) | (target_data >= n_classes))
-    backend.check(bad.any(), lambda: IndexError(
+    backend.device_assert(bad.any(), lambda: IndexError(
         f"cross_entropy: target {int(target_data[bad].reshape(-1)[0])} is out of range for {n_classes} classes "
         f"(ignore_index is {ignore_index})"))
     out = fused.cross_entropy(logits, target_data, ignore_index, reduction)
-    return out if out is not None else CrossEntropy.apply(logits, targets=target_data, ignore_index=ignore_index,
-                                                          reduction=reduction, logits_shape=logits.shape)
+    return out if out is not None else CrossEntropyFunction.apply(logits, targets=target_data,
+                                                                  ignore_index=ignore_index, reduction=reduction)
 
 
 # ----------------------------------------------------------------------------- normalisation and activations
-class LayerNorm(Function):
+class LayerNormFunction(Function):
     """y = xhat * w + b with xhat = (x - mean) * rstd over the last axis, rstd = 1 / sqrt(var + eps).
 
     Backward (closed form, N = size of the last axis, g = dy * w):
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),   dw = sum(dy * xhat),   db = sum(dy)
     where the sums for dw and db run over every axis but the last.
     """
+
+    def __init__(self, eps, has_weight, has_bias):
+        super().__init__()
+        self.eps, self.has_weight, self.has_bias = eps, has_weight, has_bias   # the inputs: x, [weight], [bias]
 
     def forward(self, x, *affine):
         xp = self.xp
@@ -182,13 +210,13 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
     if out is not None:
         return out
     affine = [p for p in (weight, bias) if p is not None]
-    return LayerNorm.apply(x, *affine, eps=eps, has_weight=weight is not None, has_bias=bias is not None)
+    return LayerNormFunction.apply(x, *affine, eps=eps, has_weight=weight is not None, has_bias=bias is not None)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-class GELU(Function):
+class GELUFunction(Function):
     """GELU(x) = x * Phi(x).
 
     tanh form: y = x h with h = 0.5 (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
@@ -198,6 +226,10 @@ class GELU(Function):
     exact:     y = 0.5 x (1 + erf(x / sqrt 2));  dy/dx = Phi(x) + x phi(x)
     Forward saves x and h (or Phi), so backward needs no tanh or erf.
     """
+
+    def __init__(self, approximate):
+        super().__init__()
+        self.approximate = approximate    # "tanh" or "none"
 
     def forward(self, x):
         xp = self.xp
@@ -237,15 +269,24 @@ def gelu(x, approximate="tanh"):
     if approximate not in ("tanh", "none"):
         raise ValueError(f"gelu approximate must be 'tanh' or 'none', got {approximate!r}")
     out = fused.gelu(x, approximate)
-    return out if out is not None else GELU.apply(x, approximate=approximate)
+    return out if out is not None else GELUFunction.apply(x, approximate=approximate)
 
 
-class Dropout(Function):
+def _check_dropout_p(p):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+
+
+class DropoutFunction(Function):
     """Zero each element with probability p and scale the survivors by 1/(1-p) (inverted dropout), so the
     expected activation is unchanged and evaluation needs no rescaling. Backward applies the same mask."""
 
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
     def forward(self, x):
-        keep = backend.rng(backend.device_of(x)).random(x.shape, dtype=x.dtype) >= self.p
+        keep = random.rng(backend.device_of(x)).random(x.shape, dtype=x.dtype) >= self.p
         mask = keep.astype(x.dtype)
         mask *= 1.0 / (1.0 - self.p)
         self.save_for_backward(mask)
@@ -255,23 +296,22 @@ class Dropout(Function):
         return gy * self.saved[0]
 
 
-def _check_dropout_p(p):
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-
-
 def dropout(x, p=0.5, training=True):
     _check_dropout_p(p)
     if not training or p == 0.0:
         return x
     out = fused.dropout(x, p)
-    return out if out is not None else Dropout.apply(x, p=p)
+    return out if out is not None else DropoutFunction.apply(x, p=p)
 
 
 def dropout_add(x, residual, p=0.5, training=True):
     """residual + dropout(x), a transformer block's residual connection: on a GPU one kernel reads x and the
     residual and writes the sum (kernels/dropout.cu), where dropout and then the add would write and read one more
-    activation-sized array. Elsewhere, and for shapes that broadcast, it is exactly dropout(x) + residual."""
+    activation-sized array. Elsewhere, and for shapes that broadcast, it is exactly dropout(x) + residual.
+
+    The model does not call it: the fusion was never timed on a GPU, and an unmeasured fusion does not get to hide
+    the residual stream (gpt/model.py's Block reads `x = x + self.attn(self.ln_1(x))`, as the math does). If a
+    GPU measurement shows it pays, Block calls it itself, where a reader sees it."""
     _check_dropout_p(p)
     if training and p > 0.0:
         out = fused.dropout_add(x, residual, p)
@@ -281,21 +321,23 @@ def dropout_add(x, residual, p=0.5, training=True):
 
 
 # ----------------------------------------------------------------------------- lookups and projections
-class Embedding(Function):
+class EmbeddingFunction(Function):
     """out = weight[idx]: a row lookup, which is what onehot(idx) @ weight computes.
 
     Backward: the rows of dweight gather the gradients of every position that looked them up (a scatter-add:
     a repeated id accumulates, it is not overwritten).
     """
 
+    def __init__(self, idx):
+        super().__init__()
+        self.idx = idx                    # the integer ids, an array
+
     def forward(self, weight):
         self.num_rows = weight.shape[0]
         return weight[self.idx]
 
     def backward(self, gy):
-        flat, ids = gy.reshape(-1, gy.shape[-1]), self.idx.reshape(-1)
-        fused_grad = fused.embedding_backward(self.num_rows, ids, flat)
-        return fused_grad if fused_grad is not None else backend.scatter_add_rows(self.num_rows, ids, flat)
+        return backend.scatter_add_rows(self.num_rows, self.idx.reshape(-1), gy.reshape(-1, gy.shape[-1]))
 
 
 def embedding(idx, weight):
@@ -303,13 +345,14 @@ def embedding(idx, weight):
     if data.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got dtype {data.dtype}")
     if data.size:
-        backend.check((data.min() < 0) | (data.max() >= weight.shape[0]), lambda: IndexError(
+        backend.device_assert((data.min() < 0) | (data.max() >= weight.shape[0]), lambda: IndexError(
             f"embedding index out of range: ids span [{int(data.min())}, {int(data.max())}] but the table has "
             f"{weight.shape[0]} rows"))
-    return Embedding.apply(weight, idx=data)
+    out = fused.embedding(data, weight)
+    return out if out is not None else EmbeddingFunction.apply(weight, idx=data)
 
 
-class Linear(Function):
+class LinearFunction(Function):
     """y = x @ W.T + b with W of shape (out, in), like torch.nn.functional.linear.
 
     Leading axes are flattened so each product is one 2-d GEMM on (B*T, in):
@@ -340,7 +383,7 @@ def linear(x, weight, bias=None):
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but weight of shape "
                          f"{weight.shape} expects {weight.shape[1]}")
-    return Linear.apply(x, weight, *(() if bias is None else (bias,)))
+    return LinearFunction.apply(x, weight, *(() if bias is None else (bias,)))
 
 
 # ----------------------------------------------------------------------------- attention
@@ -359,7 +402,7 @@ def causal_mask(xp, n_queries, n_keys, dtype):
     return _masks[key]
 
 
-class ScaledDotProductAttention(Function):
+class ScaledDotProductAttentionFunction(Function):
     """O = dropout(softmax(Q K^T * scale + mask)) V for q (B, H, T, D), k and v (B, H, S, D).
 
     Backward, with P the attention probabilities and A = dropout(P):
@@ -369,6 +412,10 @@ class ScaledDotProductAttention(Function):
         dQ = dS K * scale,  dK = dS^T Q * scale
     rowsum(dP * P) equals rowsum(dO * O) (as in flash attention), a (T, D) product instead of a (T, S) one.
     """
+
+    def __init__(self, is_causal, dropout_p, scale):
+        super().__init__()
+        self.is_causal, self.dropout_p, self.scale = is_causal, dropout_p, scale
 
     def forward(self, q, k, v):
         xp = self.xp
@@ -381,7 +428,7 @@ class ScaledDotProductAttention(Function):
         probs *= 1 / _row_sum(probs)                                # P
         drop = None
         if self.dropout_p > 0:
-            keep = backend.rng(backend.device_of(q)).random(probs.shape, dtype=q.dtype) >= self.dropout_p
+            keep = random.rng(backend.device_of(q)).random(probs.shape, dtype=q.dtype) >= self.dropout_p
             drop = keep.astype(q.dtype)
             drop *= 1.0 / (1.0 - self.dropout_p)
         attn = probs * drop if drop is not None else probs          # A
@@ -415,17 +462,21 @@ def scaled_dot_product_attention(q, k, v, is_causal=False, dropout_p=0.0, scale=
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     out = fused.attention(q, k, v, is_causal, scale, dropout_p)
-    return out if out is not None else ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal,
-                                                                       dropout_p=dropout_p, scale=scale)
+    return out if out is not None else ScaledDotProductAttentionFunction.apply(q, k, v, is_causal=is_causal,
+                                                                               dropout_p=dropout_p, scale=scale)
 
 
-class SplitHeads(Function):
+class SplitHeadsFunction(Function):
     """Packed projections (B, T, n * C) -> n contiguous (B, H, T, D) tensors, D = C / H, in one copy.
 
     The chain it replaces (split, then a reshape and a transpose per piece) is seven graph nodes, leaves the
     heads as strided views that each batched matmul copies again, and copies three times more in backward.
     Backward lays the n gradients back out as (B, T, n * C): one copy.
     """
+
+    def __init__(self, n_head, n):
+        super().__init__()
+        self.n_head, self.n = n_head, n
 
     def forward(self, x):
         B, T, packed = x.shape
@@ -442,9 +493,22 @@ class SplitHeads(Function):
         return gx.reshape(B, T, self.n * H * D)
 
 
-class MergeHeads(Function):
+def split_heads(x, n_head, n=3):
+    """(B, T, n * C) packed projections (nanoGPT's c_attn output: q, k, v side by side) -> n tensors
+    (B, n_head, T, C / n_head)."""
+    if x.ndim != 3 or x.shape[-1] % (n * n_head):
+        raise ValueError(f"split_heads: expected (B, T, {n} * C) with C divisible by n_head={n_head}, "
+                         f"got shape {x.shape}")
+    return SplitHeadsFunction.apply(x, n_head=n_head, n=n)
+
+
+class MergeHeadsFunction(Function):
     """(B, H, T, D) -> (B, T, H * D): the heads side by side again. Backward hands attention a contiguous
     (B, H, T, D) gradient (a strided view would be copied by each of its batched matmuls)."""
+
+    def __init__(self, n_head):
+        super().__init__()
+        self.n_head = n_head
 
     def forward(self, x):
         B, H, T, D = x.shape
@@ -455,17 +519,8 @@ class MergeHeads(Function):
         return self.xp.ascontiguousarray(gy.reshape(B, T, self.n_head, -1).transpose(0, 2, 1, 3))
 
 
-def split_heads(x, n_head, n=3):
-    """(B, T, n * C) packed projections (nanoGPT's c_attn output: q, k, v side by side) -> n tensors
-    (B, n_head, T, C / n_head)."""
-    if x.ndim != 3 or x.shape[-1] % (n * n_head):
-        raise ValueError(f"split_heads: expected (B, T, {n} * C) with C divisible by n_head={n_head}, "
-                         f"got shape {x.shape}")
-    return SplitHeads.apply(x, n_head=n_head, n=n)
-
-
 def merge_heads(x):
     """(B, H, T, D) -> (B, T, H * D), the inverse of one piece of split_heads."""
     if x.ndim != 4:
         raise ValueError(f"merge_heads: expected (B, H, T, D), got shape {x.shape}")
-    return MergeHeads.apply(x, n_head=x.shape[1])
+    return MergeHeadsFunction.apply(x, n_head=x.shape[1])

@@ -1,7 +1,8 @@
 """Primitive differentiable operations: elementwise math, reductions, shapes, indexing, matmul.
 
-Each Function's backward is the local derivative times the incoming gradient, written on raw arrays. Gradients may
-come back in the broadcast shape of the output: `autograd.backward` reduces them to each input's shape.
+Each Function's backward is the local derivative times the incoming gradient, written on raw arrays, and the
+public function that applies it sits right under it. Gradients may come back in the broadcast shape of the output:
+`autograd.backward` reduces them to each input's shape.
 """
 import builtins
 import numbers
@@ -23,13 +24,23 @@ def as_tensor(x, like):
 
 
 def _binary(fn_cls, a, b):
+    """fn_cls on two operands, either of which may be a Python number or an array."""
     if not isinstance(a, Tensor):
         a = as_tensor(a, b)
     return fn_cls.apply(a, as_tensor(b, a))
 
 
+def check_axis(axis, ndim):
+    """`axis` as a non-negative index into `ndim` axes, or NumPy's error for one out of bounds (no wrapping)."""
+    if not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise IndexError(f"axis {axis} is out of bounds for a tensor of dimension {ndim}")
+    return int(axis) % ndim
+
+
 # ----------------------------------------------------------------------------- elementwise, two inputs
-class Add(Function):
+class AddFunction(Function):
     def forward(self, a, b):
         return a + b
 
@@ -37,7 +48,11 @@ class Add(Function):
         return gy, gy
 
 
-class Sub(Function):
+def add(a, b):
+    return _binary(AddFunction, a, b)
+
+
+class SubFunction(Function):
     def forward(self, a, b):
         return a - b
 
@@ -45,7 +60,11 @@ class Sub(Function):
         return gy, -gy if self.needs_input_grad[1] else None
 
 
-class Mul(Function):
+def sub(a, b):
+    return _binary(SubFunction, a, b)
+
+
+class MulFunction(Function):
     def forward(self, a, b):
         self.save_for_backward(a, b)
         return a * b
@@ -56,7 +75,11 @@ class Mul(Function):
                 gy * a if self.needs_input_grad[1] else None)
 
 
-class Div(Function):
+def mul(a, b):
+    return _binary(MulFunction, a, b)
+
+
+class DivFunction(Function):
     def forward(self, a, b):
         self.save_for_backward(a, b)
         return a / b
@@ -68,7 +91,11 @@ class Div(Function):
                 -ga * a / b if self.needs_input_grad[1] else None)
 
 
-class Pow(Function):
+def div(a, b):
+    return _binary(DivFunction, a, b)
+
+
+class PowFunction(Function):
     """a ** b: d/da = b a^(b-1), d/db = a^b ln a (only computed when b needs a gradient)."""
 
     def forward(self, a, b):
@@ -83,7 +110,11 @@ class Pow(Function):
         return ga, gb
 
 
-class Maximum(Function):
+def pow(a, b):
+    return _binary(PowFunction, a, b)
+
+
+class MaximumFunction(Function):
     """Elementwise max; ties send the gradient to the first input."""
 
     def forward(self, a, b):
@@ -95,8 +126,16 @@ class Maximum(Function):
         return gy * a_wins, gy * ~a_wins
 
 
-class Where(Function):
+def maximum(a, b):
+    return _binary(MaximumFunction, a, b)
+
+
+class WhereFunction(Function):
     """where(cond, a, b); cond is a parameter (no gradient flows into a condition)."""
+
+    def __init__(self, cond):
+        super().__init__()
+        self.cond = cond                                            # a boolean array of the output's shape
 
     def forward(self, a, b):
         return self.xp.where(self.cond, a, b)
@@ -107,8 +146,23 @@ class Where(Function):
                 self.xp.where(self.cond, zero, gy) if self.needs_input_grad[1] else None)
 
 
+def where(cond, a, b):
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b)
+    b = as_tensor(b, a)
+    if a.dtype.kind != "f" and b.dtype.kind == "f":
+        a = as_tensor(a.data.astype(b.dtype), b)
+    shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    return WhereFunction.apply(a, b, cond=a.xp.broadcast_to(cond, shape))
+
+
+def masked_fill(x, mask, value):
+    return where(mask, as_tensor(value, x), x)
+
+
 # ----------------------------------------------------------------------------- elementwise, one input
-class Neg(Function):
+class NegFunction(Function):
     def forward(self, x):
         return -x
 
@@ -116,7 +170,11 @@ class Neg(Function):
         return -gy
 
 
-class Exp(Function):
+def neg(x):
+    return NegFunction.apply(x)
+
+
+class ExpFunction(Function):
     def forward(self, x):
         y = self.xp.exp(x)
         self.save_for_backward(y)
@@ -126,7 +184,11 @@ class Exp(Function):
         return gy * self.saved[0]
 
 
-class Log(Function):
+def exp(x):
+    return ExpFunction.apply(x)
+
+
+class LogFunction(Function):
     def forward(self, x):
         self.save_for_backward(x)
         return self.xp.log(x)
@@ -135,7 +197,11 @@ class Log(Function):
         return gy / self.saved[0]
 
 
-class Sqrt(Function):
+def log(x):
+    return LogFunction.apply(x)
+
+
+class SqrtFunction(Function):
     def forward(self, x):
         y = self.xp.sqrt(x)
         self.save_for_backward(y)
@@ -145,7 +211,11 @@ class Sqrt(Function):
         return gy / (2 * self.saved[0])
 
 
-class Tanh(Function):
+def sqrt(x):
+    return SqrtFunction.apply(x)
+
+
+class TanhFunction(Function):
     def forward(self, x):
         y = self.xp.tanh(x)
         self.save_for_backward(y)
@@ -156,7 +226,11 @@ class Tanh(Function):
         return gy * (1 - y * y)
 
 
-class Sigmoid(Function):
+def tanh(x):
+    return TanhFunction.apply(x)
+
+
+class SigmoidFunction(Function):
     def forward(self, x):
         # tanh form: exact and overflow-free for large |x|
         y = self.xp.tanh(x * 0.5) * 0.5 + 0.5
@@ -168,7 +242,11 @@ class Sigmoid(Function):
         return gy * y * (1 - y)
 
 
-class Relu(Function):
+def sigmoid(x):
+    return SigmoidFunction.apply(x)
+
+
+class ReLUFunction(Function):
     def forward(self, x):
         y = self.xp.maximum(x, 0)
         self.save_for_backward(y)
@@ -178,7 +256,11 @@ class Relu(Function):
         return gy * (self.saved[0] > 0)
 
 
-class Abs(Function):
+def relu(x):
+    return ReLUFunction.apply(x)
+
+
+class AbsFunction(Function):
     def forward(self, x):
         self.save_for_backward(x)
         return self.xp.abs(x)
@@ -187,7 +269,15 @@ class Abs(Function):
         return gy * self.xp.sign(self.saved[0])
 
 
-class Cast(Function):
+def abs(x):
+    return AbsFunction.apply(x)
+
+
+class CastFunction(Function):
+    def __init__(self, dtype):
+        super().__init__()
+        self.dtype = dtype
+
     def forward(self, x):
         self.source = x.dtype
         return x.astype(self.dtype)
@@ -196,8 +286,16 @@ class Cast(Function):
         return gy.astype(self.source)
 
 
-class ToDevice(Function):
+def cast(x, dtype):
+    return CastFunction.apply(x, dtype=np.dtype(dtype))
+
+
+class ToDeviceFunction(Function):
     """Moves data between devices; the gradient moves back."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.device = device
 
     def forward(self, x):
         self.source = backend.device_of(x)
@@ -207,29 +305,20 @@ class ToDevice(Function):
         return backend.to_device(gy, self.source)
 
 
+def to_device(x, device):
+    return ToDeviceFunction.apply(x, device=device)
+
+
 # ----------------------------------------------------------------------------- reductions
 def _normalize_axes(axis, ndim):
+    """A reduction's `axis` (None: all, an int or a sequence) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-    out = []
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(a % builtins.max(ndim, 1))
+    out = [check_axis(a, builtins.max(ndim, 1)) for a in axes]   # a 0-d tensor reduces over axis 0 or -1
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {axis}")
     return tuple(sorted(out))
-
-
-def _inverse_permutation(axes):
-    """The axes that undo a transpose (plain ints: CuPy wants a tuple, not a NumPy array)."""
-    return tuple(int(a) for a in np.argsort(axes))
-
-
-def _split_points(sizes):
-    """Where pieces of these sizes start along an axis, after the first (plain ints: CuPy wants them)."""
-    return [int(b) for b in np.cumsum(sizes)[:-1]]
 
 
 def _reduced_size(shape, axes):
@@ -241,7 +330,11 @@ def _kept_shape(shape, axes):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-class Sum(Function):
+class SumFunction(Function):
+    def __init__(self, axes, keepdims):
+        super().__init__()
+        self.axes, self.keepdims = axes, keepdims
+
     def forward(self, x):
         self.in_shape = x.shape
         return x.sum(axis=self.axes, keepdims=self.keepdims)
@@ -250,7 +343,15 @@ class Sum(Function):
         return self.xp.broadcast_to(gy.reshape(_kept_shape(self.in_shape, self.axes)), self.in_shape)
 
 
-class Mean(Function):
+def sum(x, axis=None, keepdims=False):
+    return SumFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims)
+
+
+class MeanFunction(Function):
+    def __init__(self, axes, keepdims):
+        super().__init__()
+        self.axes, self.keepdims = axes, keepdims
+
     def forward(self, x):
         self.in_shape = x.shape
         return x.mean(axis=self.axes, keepdims=self.keepdims)
@@ -261,8 +362,16 @@ class Mean(Function):
         return self.xp.broadcast_to(g, self.in_shape)
 
 
-class Var(Function):
+def mean(x, axis=None, keepdims=False):
+    return MeanFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims)
+
+
+class VarFunction(Function):
     """var = sum((x - mean)^2) / (N - correction); d var / dx = 2 (x - mean) / (N - correction)."""
+
+    def __init__(self, axes, keepdims, correction):
+        super().__init__()
+        self.axes, self.keepdims, self.correction = axes, keepdims, correction
 
     def forward(self, x):
         self.denominator = builtins.max(_reduced_size(x.shape, self.axes) - self.correction, 0)
@@ -277,8 +386,22 @@ class Var(Function):
         return centered * (g * (2 / self.denominator))
 
 
-class MaxMin(Function):
+def var(x, axis=None, keepdims=False, correction=1):
+    """Variance with Bessel's correction by default, like torch.var (correction=0 for the biased one)."""
+    return VarFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, correction=correction)
+
+
+def _inverse_permutation(axes):
+    """The axes that undo a transpose (plain ints: CuPy wants a tuple, not a NumPy array)."""
+    return tuple(int(a) for a in np.argsort(axes))
+
+
+class MaxMinFunction(Function):
     """max or min over axes; the gradient goes to one winner (the first in row-major order), like argmax."""
+
+    def __init__(self, axes, keepdims, mode):
+        super().__init__()
+        self.axes, self.keepdims, self.mode = axes, keepdims, mode    # mode: "max" or "min"
 
     def forward(self, x):
         xp = self.xp
@@ -302,8 +425,25 @@ class MaxMin(Function):
         return permuted.transpose(_inverse_permutation(self.perm))
 
 
+def max(x, axis=None, keepdims=False):
+    return MaxMinFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, mode="max")
+
+
+def min(x, axis=None, keepdims=False):
+    return MaxMinFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, mode="min")
+
+
 # ----------------------------------------------------------------------------- shapes
-class Reshape(Function):
+def _shape_arg(shape):
+    """`f(2, 3)` and `f((2, 3))` alike, as PyTorch's shape arguments."""
+    return tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else tuple(shape)
+
+
+class ReshapeFunction(Function):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
+
     def forward(self, x):
         self.in_shape = x.shape
         return x.reshape(self.shape)
@@ -312,7 +452,33 @@ class Reshape(Function):
         return gy.reshape(self.in_shape)
 
 
-class Transpose(Function):
+def reshape(x, *shape):
+    shape = _shape_arg(shape)
+    try:
+        np.empty(x.shape, dtype=np.bool_).reshape(shape)  # validates -1 and sizes with NumPy's message
+    except ValueError:
+        raise ValueError(f"cannot reshape a tensor of shape {x.shape} into {shape}") from None
+    return ReshapeFunction.apply(x, shape=shape)
+
+
+def unsqueeze(x, axis):
+    axis = check_axis(axis, x.ndim + 1)                           # the new axis may be the last
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze(x, axis=None):
+    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else _normalize_axes(axis, x.ndim)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ValueError(f"cannot squeeze axis {a} of size {x.shape[a]} (shape {x.shape})")
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+class TransposeFunction(Function):
+    def __init__(self, axes):
+        super().__init__()
+        self.axes = axes
+
     def forward(self, x):
         return x.transpose(self.axes)
 
@@ -320,8 +486,27 @@ class Transpose(Function):
         return gy.transpose(_inverse_permutation(self.axes))
 
 
-class BroadcastTo(Function):
+def transpose(x, *axes):
+    axes = _shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
+    checked = tuple(check_axis(a, x.ndim) for a in axes)
+    if sorted(checked) != list(range(x.ndim)):
+        raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
+    return TransposeFunction.apply(x, axes=checked)
+
+
+def swapaxes(x, a, b):
+    a, b = check_axis(a, x.ndim), check_axis(b, x.ndim)
+    axes = list(range(x.ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return transpose(x, *axes)
+
+
+class BroadcastToFunction(Function):
     """The engine's un-broadcast is exactly this op's backward."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
 
     def forward(self, x):
         return self.xp.broadcast_to(x, self.shape)
@@ -330,8 +515,23 @@ class BroadcastTo(Function):
         return gy
 
 
-class GetItem(Function):
+def broadcast_to(x, *shape):
+    shape = _shape_arg(shape)
+    try:
+        np.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(f"cannot broadcast a tensor of shape {x.shape} to {shape}") from None
+    shape = tuple(x.shape[i - len(shape) + x.ndim] if n == -1 else n for i, n in enumerate(shape))
+    return BroadcastToFunction.apply(x, shape=shape)
+
+
+# ----------------------------------------------------------------------------- indexing, joining, splitting
+class GetItemFunction(Function):
     """x[index]; backward scatter-adds, so repeated integer indices accumulate."""
+
+    def __init__(self, index, advanced):
+        super().__init__()
+        self.index, self.advanced = index, advanced     # advanced: integer-array indexing (ids may repeat)
 
     def forward(self, x):
         self.in_shape, self.in_dtype = x.shape, x.dtype
@@ -346,7 +546,32 @@ class GetItem(Function):
         return g
 
 
-class Concatenate(Function):
+def _is_advanced(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (list, Tensor)) or hasattr(p, "dtype") for p in parts)
+
+
+def _raw_index(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    raw = tuple(p.data if isinstance(p, Tensor) else p for p in parts)
+    return raw if isinstance(index, tuple) else raw[0]
+
+
+def getitem(x, index):
+    index = _raw_index(index)
+    return GetItemFunction.apply(x, index=index, advanced=_is_advanced(index))
+
+
+def _split_points(sizes):
+    """Where pieces of these sizes start along an axis, after the first (plain ints: CuPy wants them)."""
+    return [int(b) for b in np.cumsum(sizes)[:-1]]
+
+
+class ConcatenateFunction(Function):
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
+
     def forward(self, *xs):
         self.sizes = [x.shape[self.axis] for x in xs]
         return self.xp.concatenate(xs, axis=self.axis)
@@ -356,8 +581,34 @@ class Concatenate(Function):
         return tuple(self.xp.split(gy, bounds, axis=self.axis))
 
 
-class Split(Function):
+def cat(tensors, axis=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat needs at least one tensor")
+    ref = tensors[0]
+    axis = check_axis(axis, ref.ndim)
+    for t in tensors[1:]:
+        if t.ndim != ref.ndim or any(n != m for i, (n, m) in enumerate(zip(t.shape, ref.shape)) if i != axis):
+            raise ValueError(f"cat along axis {axis}: shapes {[t.shape for t in tensors]} differ off that axis")
+    return ConcatenateFunction.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    if len({t.shape for t in tensors}) > 1:
+        raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
+    axis = check_axis(axis, tensors[0].ndim + 1)                  # the new axis may be the last
+    return cat([unsqueeze(t, axis) for t in tensors], axis=axis)
+
+
+class SplitFunction(Function):
     """Several outputs: the engine fills a zero gradient for pieces that were not used."""
+
+    def __init__(self, bounds, axis):
+        super().__init__()
+        self.bounds, self.axis = bounds, axis
 
     def forward(self, x):
         return tuple(self.xp.split(x, self.bounds, axis=self.axis))
@@ -366,12 +617,34 @@ class Split(Function):
         return self.xp.concatenate(gys, axis=self.axis)
 
 
+def split(x, split_size_or_sections, axis=0):
+    """PyTorch's split: an int is the size of each piece (the last may be smaller), a list gives every size."""
+    axis = check_axis(axis, x.ndim)
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, numbers.Integral):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split size must be positive, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (n // split_size_or_sections)
+        sizes += [n % split_size_or_sections] if n % split_size_or_sections else []
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {axis}")
+    pieces = SplitFunction.apply(x, bounds=_split_points(sizes), axis=axis)
+    return pieces if isinstance(pieces, tuple) else (pieces,)
+
+
+def chunk(x, chunks, axis=0):
+    return split(x, -(-x.shape[check_axis(axis, x.ndim)] // chunks), axis)
+
+
 # ----------------------------------------------------------------------------- matmul
-class MatMul(Function):
+class MatMulFunction(Function):
     """a @ b with NumPy's rules (1-d operands, broadcast batch dims).
 
-    A stack of rows times one matrix, (..., n, k) @ (k, m), runs as one 2-d GEMM on (prod(...)*n, k): faster than
-    many small batched GEMMs, and its weight gradient is one GEMM too instead of a batched product plus a sum.
+    A stack of rows times one matrix, (..., n, k) @ (k, m), runs as one 2-d GEMM on (prod(...)*n, k): BLAS is
+    faster on one big product than on many small batched ones, and the weight gradient is then one GEMM too
+    instead of a batched product plus a sum.
     """
 
     def forward(self, a, b):
@@ -400,185 +673,39 @@ class MatMul(Function):
         return ga, gb
 
 
-def _check_matmul(a, b):
+def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul needs at least 1-d operands, got shapes {a.shape} and {b.shape}")
     k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
         raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {k_a} and {k_b} differ)")
+    return MatMulFunction.apply(a, b)
 
 
-# ----------------------------------------------------------------------------- the functional API
-def _elementwise(fn_cls):
-    def op(a, b):
-        return _binary(fn_cls, a, b)
-    op.__name__ = fn_cls.__name__.lower()
-    return op
+# ----------------------------------------------------------------------------- comparisons (no gradient)
+def _raw(x):
+    return x.data if isinstance(x, Tensor) else x
 
 
-add, sub, mul, div, pow, maximum = (_elementwise(c) for c in (Add, Sub, Mul, Div, Pow, Maximum))
-neg, exp, log, sqrt, tanh, sigmoid, relu, abs = (c.apply for c in (Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Abs))
+def eq(a, b):
+    return Tensor(_raw(a) == _raw(b))
 
 
-def matmul(a, b):
-    _check_matmul(a, b)
-    return MatMul.apply(a, b)
+def ne(a, b):
+    return Tensor(_raw(a) != _raw(b))
 
 
-def cast(x, dtype):
-    return Cast.apply(x, dtype=np.dtype(dtype))
+def lt(a, b):
+    return Tensor(_raw(a) < _raw(b))
 
 
-def to_device(x, device):
-    return ToDevice.apply(x, device=device)
+def le(a, b):
+    return Tensor(_raw(a) <= _raw(b))
 
 
-def sum(x, axis=None, keepdims=False):
-    return Sum.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims)
+def gt(a, b):
+    return Tensor(_raw(a) > _raw(b))
 
 
-def mean(x, axis=None, keepdims=False):
-    return Mean.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims)
-
-
-def var(x, axis=None, keepdims=False, correction=1):
-    """Variance with Bessel's correction by default, like torch.var (correction=0 for the biased one)."""
-    return Var.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, correction=correction)
-
-
-def max(x, axis=None, keepdims=False):
-    return MaxMin.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, mode="max")
-
-
-def min(x, axis=None, keepdims=False):
-    return MaxMin.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, mode="min")
-
-
-def _shape_arg(shape):
-    return tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else tuple(shape)
-
-
-def reshape(x, *shape):
-    shape = _shape_arg(shape)
-    try:
-        np.empty(x.shape, dtype=np.bool_).reshape(shape)  # validates -1 and sizes with NumPy's message
-    except ValueError:
-        raise ValueError(f"cannot reshape a tensor of shape {x.shape} into {shape}") from None
-    return Reshape.apply(x, shape=shape)
-
-
-def transpose(x, *axes):
-    axes = _shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
-    if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
-    return Transpose.apply(x, axes=tuple(a % x.ndim for a in axes))
-
-
-def swapaxes(x, a, b):
-    axes = list(range(x.ndim))
-    axes[a], axes[b] = axes[b], axes[a]
-    return transpose(x, *axes)
-
-
-def unsqueeze(x, axis):
-    axis = axis % (x.ndim + 1)
-    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
-
-
-def squeeze(x, axis=None):
-    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else _normalize_axes(axis, x.ndim)
-    for a in axes:
-        if x.shape[a] != 1:
-            raise ValueError(f"cannot squeeze axis {a} of size {x.shape[a]} (shape {x.shape})")
-    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
-
-
-def broadcast_to(x, *shape):
-    shape = _shape_arg(shape)
-    try:
-        np.broadcast_shapes(x.shape, shape)
-    except ValueError:
-        raise ValueError(f"cannot broadcast a tensor of shape {x.shape} to {shape}") from None
-    shape = tuple(x.shape[i - len(shape) + x.ndim] if n == -1 else n for i, n in enumerate(shape))
-    return BroadcastTo.apply(x, shape=shape)
-
-
-def _is_advanced(index):
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, (list, Tensor)) or hasattr(p, "dtype") for p in parts)
-
-
-def _raw_index(index):
-    parts = index if isinstance(index, tuple) else (index,)
-    raw = tuple(p.data if isinstance(p, Tensor) else p for p in parts)
-    return raw if isinstance(index, tuple) else raw[0]
-
-
-def getitem(x, index):
-    index = _raw_index(index)
-    return GetItem.apply(x, index=index, advanced=_is_advanced(index))
-
-
-def cat(tensors, axis=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat needs at least one tensor")
-    ref = tensors[0]
-    for t in tensors[1:]:
-        if t.ndim != ref.ndim or any(n != m for i, (n, m) in enumerate(zip(t.shape, ref.shape))
-                                     if i != axis % ref.ndim):
-            raise ValueError(f"cat along axis {axis}: shapes {[t.shape for t in tensors]} differ off that axis")
-    return Concatenate.apply(*tensors, axis=axis % ref.ndim)
-
-
-def stack(tensors, axis=0):
-    tensors = list(tensors)
-    if len({t.shape for t in tensors}) > 1:
-        raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
-    return cat([unsqueeze(t, axis) for t in tensors], axis=axis % (tensors[0].ndim + 1))
-
-
-def split(x, split_size_or_sections, axis=0):
-    """PyTorch's split: an int is the size of each piece (the last may be smaller), a list gives every size."""
-    n = x.shape[axis]
-    if isinstance(split_size_or_sections, numbers.Integral):
-        if split_size_or_sections <= 0:
-            raise ValueError(f"split size must be positive, got {split_size_or_sections}")
-        sizes = [split_size_or_sections] * (n // split_size_or_sections)
-        sizes += [n % split_size_or_sections] if n % split_size_or_sections else []
-    else:
-        sizes = list(split_size_or_sections)
-        if builtins.sum(sizes) != n:
-            raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {axis}")
-    pieces = Split.apply(x, bounds=_split_points(sizes), axis=axis % x.ndim)
-    return pieces if isinstance(pieces, tuple) else (pieces,)
-
-
-def chunk(x, chunks, axis=0):
-    return split(x, -(-x.shape[axis] // chunks), axis)
-
-
-def where(cond, a, b):
-    cond = cond.data if isinstance(cond, Tensor) else cond
-    if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    b = as_tensor(b, a)
-    if a.dtype.kind != "f" and b.dtype.kind == "f":
-        a = as_tensor(a.data.astype(b.dtype), b)
-    shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
-    return Where.apply(a, b, cond=a.xp.broadcast_to(cond, shape))
-
-
-def masked_fill(x, mask, value):
-    return where(mask, as_tensor(value, x), x)
-
-
-def _compare(op):
-    def compare(a, b):
-        a_data = a.data if isinstance(a, Tensor) else a
-        b_data = b.data if isinstance(b, Tensor) else b
-        return Tensor(getattr(a_data, op)(b_data))
-    return compare
-
-
-eq, ne, lt, le, gt, ge = (_compare(f"__{n}__") for n in ("eq", "ne", "lt", "le", "gt", "ge"))
+def ge(a, b):
+    return Tensor(_raw(a) >= _raw(b))

@@ -1,32 +1,55 @@
 """Optimizers (SGD, AdamW) with parameter groups, and nanoGPT's warmup + cosine learning-rate schedule.
 
-Updates run in place on the parameters' own arrays (NumPy or CuPy): no host round trip, and the Parameter
-objects never change, so a model and its optimizer stay linked.
+Updates run in place on the parameters' arrays (NumPy or CuPy): no host round trip, and the Parameter objects
+never change, so a model and its optimizer stay linked.
 """
 import math
+import numbers
 
 import numpy as np
 
-from . import backend
-from .cuda import fused, launch
+from . import backend, cpu
+from .cuda import fused
+from .nn.module import Module
+from .tensor import Tensor
 
 
 class Optimizer:
-    """Holds param_groups (dicts with 'params' and hyper-parameters) and per-parameter state."""
+    """Holds param_groups (dicts with 'params' and hyper-parameters) and per-parameter state.
+
+    The state (momentum, AdamW's moments) follows each parameter's dtype and device, so a model cast or moved
+    after a step (model.double(), model.to('cuda')) keeps training with its optimizer.
+    """
 
     def __init__(self, params, defaults):
+        name = type(self).__name__
+        if isinstance(params, Module):
+            raise TypeError(f"{name} got the module itself: pass model.parameters()")
+        if isinstance(params, Tensor):
+            raise TypeError(f"{name} got one Tensor: pass an iterable of parameters ([p]) or of parameter groups")
         params = list(params)
         if not params:
-            raise ValueError("optimizer got an empty parameter list")
+            raise ValueError(f"{name} got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
         self.param_groups = []
+        seen = set()
         for group in groups:
+            if not isinstance(group, dict):
+                raise TypeError(f"{name}: give either parameters or parameter groups (dicts), not a mix of both")
             unknown = set(group) - set(defaults) - {"params"}
             if unknown:
                 raise ValueError(f"unknown optimizer option(s) {sorted(unknown)}; expected {sorted(defaults)}")
-            self.param_groups.append({**defaults, **group, "params": list(group["params"])})
+            members = group["params"]
+            group = {**defaults, **group, "params": [members] if isinstance(members, Tensor) else list(members)}
+            for p in group["params"]:
+                _check_param(name, p, seen)
+            self._check_options(group)
+            self.param_groups.append(group)
         self.state = {}   # id(param) -> dict of arrays and the step count
+
+    def _check_options(self, group):
+        """Raise a ValueError naming an option of `group` that has no meaning (PyTorch's checks)."""
 
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
@@ -43,12 +66,14 @@ class Optimizer:
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(start, start + n))})
             start += n
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        self.flat_groups = {}     # rebuilt from the loaded state on the next step (AdamW's fused path)
+        """Options and state from state_dict (NumPy arrays, Tensors or numbers), arrays cast and moved to their
+        parameter's dtype and device."""
         params = self._params()
         groups = state_dict["param_groups"]
         if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
@@ -60,14 +85,42 @@ class Optimizer:
             p = params[int(i)]
             entry = {}
             for k, v in s.items():
+                v = v.data if isinstance(v, Tensor) else v
                 if hasattr(v, "shape") and np.ndim(v) > 0:
                     if tuple(v.shape) != p.shape:
                         raise ValueError(f"optimizer state {k!r} of parameter {i} has shape {tuple(v.shape)}, "
                                          f"the parameter has shape {p.shape}")
-                    entry[k] = p.xp.asarray(v, dtype=p.dtype)
+                    entry[k] = _like(p, v)
                 else:
                     entry[k] = v.item() if hasattr(v, "item") else v
             self.state[id(p)] = entry
+
+
+def _check_param(optimizer, p, seen):
+    if not isinstance(p, Tensor):
+        raise TypeError(f"{optimizer} can only optimize Tensors, got {type(p).__name__}")
+    if not p.is_leaf:
+        raise ValueError(f"{optimizer} can't optimize a non-leaf Tensor (one computed from others)")
+    if id(p) in seen:
+        raise ValueError(f"{optimizer}: a parameter of shape {p.shape} is listed twice; list each parameter once "
+                         "(in one group)")
+    seen.add(id(p))
+
+
+def _check_range(optimizer, name, value, below=None):
+    """value must be a finite number >= 0 (and < below, where given)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok or (below is not None and value >= below):
+        wanted = f"in [0, {below})" if below is not None else "a finite number >= 0"
+        raise ValueError(f"{optimizer}: {name} must be {wanted}, got {value!r}")
+
+
+def _like(p, array):
+    """array in p's dtype and on p's device: optimizer state after the model was cast or moved (model.double(),
+    model.to('cuda')) or loaded from a checkpoint."""
+    if array.dtype == p.dtype and backend.device_of(array) == p.device:
+        return array
+    return p.xp.asarray(backend.to_device(array, p.device), dtype=p.dtype)
 
 
 class SGD(Optimizer):
@@ -75,6 +128,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    def _check_options(self, group):
+        for name in ("lr", "momentum", "weight_decay"):
+            _check_range("SGD", name, group[name])
 
     def step(self):
         for group in self.param_groups:
@@ -87,7 +144,7 @@ class SGD(Optimizer):
                     if "momentum_buffer" not in state:
                         state["momentum_buffer"] = g.copy()
                     else:
-                        buf = state["momentum_buffer"]
+                        buf = state["momentum_buffer"] = _like(p, state["momentum_buffer"])
                         buf *= group["momentum"]
                         buf += g
                     g = state["momentum_buffer"]
@@ -103,13 +160,28 @@ class AdamW(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-        self.flat_groups = {}
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.flat_groups = {}   # group index -> flat buffers of its parameters and moments (see _flat_buffers)
+
+    def _check_options(self, group):
+        for name in ("lr", "eps", "weight_decay"):
+            _check_range("AdamW", name, group[name])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"AdamW: betas must be a pair (beta1, beta2), got {betas!r}")
+        for i, beta in enumerate(betas):
+            _check_range("AdamW", f"betas[{i}]", beta, below=1.0)
+        group["betas"] = tuple(betas)
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.flat_groups = {}   # the loaded moments are not views of the old buffers: made again on the next step
 
     def step(self):
         for index, group in enumerate(self.param_groups):
             params = group["params"]
-            if params and all(p.grad is not None for p in params):
+            if params and all(p.grad is not None for p in params) and \
+                    len({(p.device, p.dtype) for p in params}) == 1:
                 self._flat_step(index, group)   # the whole group at once: a few big array ops (or one kernel)
             else:
                 for p in params:
@@ -117,10 +189,12 @@ class AdamW(Optimizer):
                         self._step_one(p, group)
 
     def _state(self, p):
+        """p's step count and moments (made on its first step), the moments in p's dtype and on its device."""
         state = self.state.get(id(p))
         if state is None:
             state = self.state[id(p)] = {"step": 0, "exp_avg": p.xp.zeros_like(p.data),
                                          "exp_avg_sq": p.xp.zeros_like(p.data)}
+        state["exp_avg"], state["exp_avg_sq"] = _like(p, state["exp_avg"]), _like(p, state["exp_avg_sq"])
         return state
 
     def _step_one(self, p, group):
@@ -128,38 +202,46 @@ class AdamW(Optimizer):
         state["step"] += 1
         _adamw_update(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], group, state["step"])
 
-    def _flatten(self, group):
-        """Move a group's parameters and moments into flat buffers; each Parameter's data (and its state)
-        becomes a view into them, so the model, state_dict and the kernel all see the same numbers."""
+    def _flat_buffers(self, index, group):
+        """The group's parameters and moments in three flat buffers; each Parameter's data (and its state) is a
+        view into them, so the model, state_dict and the kernel all see the same numbers.
+
+        Made on the group's first step, and made again from the parameters' current arrays whenever one of them
+        is no longer the view it was given: a Module.to / .float() / .double() after a step (or any assignment
+        to p.data) gave it a new array, which is then what the optimizer must update."""
         params = group["params"]
+        flat = self.flat_groups.get(index)
+        if flat is not None and len(flat["views"]) == len(params) and \
+                all(p.data is view for p, view in zip(params, flat["views"])):
+            return flat
         xp = params[0].xp
-        flat = {name: xp.concatenate([(p.data if name == "p" else self._state(p)[name]).reshape(-1)
-                                      for p in params]) for name in ("p", "exp_avg", "exp_avg_sq")}
+        states = [self._state(p) for p in params]
+        flat = {"p": xp.concatenate([p.data.reshape(-1) for p in params])}
+        for name in ("exp_avg", "exp_avg_sq"):
+            flat[name] = xp.concatenate([s[name].reshape(-1) for s in states])
         start = 0
-        for p in params:
+        for p, state in zip(params, states):
             view = slice(start, start + p.size)
             p.data = flat["p"][view].reshape(p.shape)
-            self.state[id(p)]["exp_avg"] = flat["exp_avg"][view].reshape(p.shape)
-            self.state[id(p)]["exp_avg_sq"] = flat["exp_avg_sq"][view].reshape(p.shape)
+            for name in ("exp_avg", "exp_avg_sq"):
+                state[name] = flat[name][view].reshape(p.shape)
             start += p.size
+        flat["views"] = [p.data for p in params]
+        self.flat_groups[index] = flat
         return flat
 
     def _flat_step(self, index, group):
-        """The group's parameters, moments and gradients as flat buffers: kernels/adamw.cu in one launch on a
-        GPU, else the same update as ~13 NumPy/CuPy passes over the whole group instead of ~13 per parameter."""
-        if index not in self.flat_groups:
-            self.flat_groups[index] = self._flatten(group)
-        flat, params = self.flat_groups[index], group["params"]
+        """One update of the whole group over its flat buffers: kernels/adamw.cu in one launch where it applies,
+        else the same update as ~13 NumPy/CuPy passes over the group instead of ~13 per parameter (on the CPU,
+        one slice of the buffers per core)."""
+        flat, params = self._flat_buffers(index, group), group["params"]
         grads = params[0].xp.concatenate([p.grad.reshape(-1) for p in params])
         for p in params:
             self.state[id(p)]["step"] += 1
         step = self.state[id(params[0])]["step"]
-        if fused.applies_to_arrays(flat["p"]):
-            launch.run(launch.adamw_step(flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"], group["lr"],
-                                         *group["betas"], group["eps"], group["weight_decay"], step))
-        else:   # on the CPU, one slice of the buffers per core
-            backend.in_slices(lambda *arrays: _adamw_update(*arrays, group, step),
-                              flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"])
+        buffers = (flat["p"], grads, flat["exp_avg"], flat["exp_avg_sq"])
+        if not fused.adamw_step(*buffers, group["lr"], *group["betas"], group["eps"], group["weight_decay"], step):
+            cpu.in_slices(lambda *arrays: _adamw_update(*arrays, group, step), *buffers)
 
 
 def _adamw_update(p, g, m, v, group, t):

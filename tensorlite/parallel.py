@@ -4,8 +4,7 @@ Why: on a few cores, most of a small model's step is NumPy work that runs on one
 attention's many small GEMMs, the engine's bookkeeping); only the big GEMMs use every core, through BLAS. Giving
 each core a whole shard of the batch instead (with BLAS at one thread per shard) keeps every core busy for the
 whole step, the way DDP keeps every GPU busy. The shards run in processes, not threads: the engine's Python
-bookkeeping would otherwise take turns on the GIL (on the 2-core machine of docs/performance.md, two threads took
-~3 ms longer per step than two processes).
+bookkeeping would otherwise take turns on the GIL (docs/performance.md has the two measured side by side).
 
 The calling process runs shard 0 on the module itself; each other shard runs in a worker process on a copy of the
 module whose parameters are views into one shared-memory buffer. Each call copies the module's current
@@ -24,14 +23,13 @@ import weakref
 
 import numpy as np
 
-from . import backend
-from .backend import usable_cores
+from . import backend, random
+from .cpu import usable_cores
 from .tensor import Tensor
 
 MAX_AUTO_SHARDS = 4   # more shards mean smaller GEMMs and more copies of the engine's per-op overhead
 # Below this much work a shard's step is mostly the engine's per-op overhead and the shards' round trip, which
-# sharding adds rather than divides (measured on 2 cores: a 21 MFLOP shard ran 13% slower than one process, an
-# 80 MFLOP shard 6% faster, a 470 MFLOP shard 17% faster; docs/performance.md).
+# sharding adds rather than divides (where the measured break-even lies: docs/performance.md, item 8).
 MIN_SHARD_FLOPS = 1e8
 # fork on Linux: workers start in milliseconds, inherit the module and never re-run the main script (so scripts
 # need no `if __name__ == "__main__"` guard); spawn elsewhere (macOS's system libraries are not fork-safe)
@@ -87,7 +85,7 @@ class ShardedStep:
         bounds = np.linspace(0, rows, min(self.n_shards, rows) + 1).round().astype(int)
         shards = [[_data(b)[lo:hi] for b in batch] for lo, hi in zip(bounds[:-1], bounds[1:])]
         shares = [(hi - lo) / rows for lo, hi in zip(bounds[:-1], bounds[1:])]
-        seeds = backend.rng("cpu").integers(2 ** 63, size=len(shards))
+        seeds = random.rng("cpu").integers(2 ** 63, size=len(shards))
         params = self.module.parameters()
         self._start_workers(params)
         np.concatenate([p.data.reshape(-1) for p in params], out=self.shared_params)
@@ -221,7 +219,7 @@ def _next_task(conn):
 
 
 def _forward_backward(model, loss_fn, shard, weight, seed):
-    with backend.using_generator(np.random.default_rng(seed)):
+    with random.using_generator(np.random.default_rng(seed)):
         loss = loss_fn(model, *(Tensor(a) for a in shard))
         loss.backward(weight)
     return float(loss.data)

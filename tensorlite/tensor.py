@@ -19,7 +19,8 @@ def _as_array(data, dtype, device):
     if not hasattr(data, "dtype") or isinstance(data, np.generic):
         # Python scalars and lists: floats default to float32 like PyTorch. NumPy scalars become 0-d arrays.
         is_python = not hasattr(data, "dtype")
-        data = np.asarray(data)
+        source, data = data, np.asarray(data)
+        check_numeric(data, source)
         if dtype is None and is_python and data.dtype.kind == "f":
             dtype = DEFAULT_DTYPE
     if device is not None:
@@ -27,6 +28,19 @@ def _as_array(data, dtype, device):
     if dtype is not None and data.dtype != np.dtype(dtype):
         data = data.astype(dtype)
     return data
+
+
+def check_numeric(array, source):
+    """A tensor holds booleans, integers or floats: strings, None or dicts (an object array) fail here, at once,
+    not later inside an op."""
+    if array.dtype.kind in "biuf":
+        return
+    got = type(source).__name__
+    if array.dtype.kind in "US":
+        got = "strings"
+    elif hasattr(source, "dtype"):
+        got += f" of dtype {array.dtype}"
+    raise TypeError(f"a tensor holds numbers (bool, int or float), or nested lists or arrays of them; got {got}")
 
 
 class Tensor:
@@ -111,11 +125,11 @@ class Tensor:
     def item(self):
         if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        backend.flush_checks()   # the host waits for the device here anyway: look at the deferred input checks
+        backend.flush_device_asserts()   # the host waits for the device here anyway: look at the deferred input checks
         return self.data.reshape(()).item()
 
     def numpy(self):
-        backend.flush_checks()
+        backend.flush_device_asserts()
         return backend.to_numpy(self.data)
 
     def tolist(self):

@@ -81,6 +81,42 @@ def test_graph_is_freed_after_backward(device):
         y.backward()
 
 
+def test_backward_through_a_subgraph_an_earlier_backward_freed_says_so():
+    x = tl.ones(2, requires_grad=True)
+    h = x.exp() * 2                                            # shared by two losses
+    h.sum().backward()
+    with pytest.raises(RuntimeError, match=r"second time: an earlier backward freed this part of it .*MulFunction"):
+        (h * 3).sum().backward()
+
+
+def test_a_functions_parameters_are_declared_by_its_init():
+    """Function.__init__ takes no parameters: an op's own __init__ declares them, and apply passes them there."""
+    class Double(tl.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy * 2
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'axis'"):
+        Double.apply(tl.ones(2), axis=0)
+    assert Double.apply(tl.ones(2)).numpy().tolist() == [2.0, 2.0]
+
+
+def test_function_classes_are_named_function_and_never_share_a_name_with_a_module():
+    from tensorlite import functional, ops  # noqa: F401  (every Function subclass is defined once imported)
+    from tensorlite.cuda import fused  # noqa: F401
+    found, stack = [], list(tl.Function.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.__module__.startswith("tensorlite."):
+            found.append(cls.__name__)
+    modules = {name for name in dir(tl.nn) if isinstance(getattr(tl.nn, name), type)}
+    assert len(found) > 40 and all(name.endswith("Function") for name in found), sorted(found)
+    assert not set(found) & modules
+
+
 def test_unused_output_of_multi_output_op_gets_zero_grad(device):
     x = tl.arange(6.0, device=device, requires_grad=True)
     first, _ = x.split(3)
@@ -116,7 +152,7 @@ def test_mixed_float_dtypes_are_an_error():
 
 
 def test_shape_mismatch_errors_name_shapes():
-    with pytest.raises(ValueError, match=r"Add of shapes \(2, 3\) and \(4,\): operands could not be broadcast"):
+    with pytest.raises(ValueError, match=r"AddFunction of shapes \(2, 3\) and \(4,\): operands could not be broadcast"):
         tl.ones(2, 3) + tl.ones(4)
     with pytest.raises(ValueError, match=r"matmul shape mismatch: \(2, 3\) @ \(4, 5\)"):
         tl.ones(2, 3) @ tl.ones(4, 5)

@@ -1,4 +1,5 @@
-"""The backend module: devices, errors without CuPy, and that CuPy has every `xp.` function the code calls."""
+"""The backend module: devices, errors without CuPy, deferred device-side assertions, and that CuPy has every
+`xp.` function the code calls."""
 import ast
 import pathlib
 import subprocess
@@ -56,51 +57,18 @@ def test_cupy_has_every_xp_function_the_code_uses():
     assert missing == []
 
 
-def test_in_slices_covers_every_element_once_across_threads(monkeypatch):
-    import threading
-
-    import numpy as np
-    monkeypatch.setattr(backend, "usable_cores", lambda: 3)
-    a, b = np.arange(10.0), np.zeros(10)
-    calls = []
-
-    def work(x, y):
-        calls.append((len(x), threading.get_ident()))
-        y += x * 2
-
-    backend.in_slices(work, a, b, min_size=3)                  # three slices of 3-4 elements, not all on this thread
-    np.testing.assert_array_equal(b, a * 2)
-    assert sorted(n for n, _ in calls) == [3, 3, 4] and len({t for _, t in calls}) > 1
-    calls.clear()
-    backend.in_slices(work, a, b, min_size=8)                  # one slice: a plain call on this thread
-    np.testing.assert_array_equal(b, a * 4)
-    assert calls == [(10, threading.get_ident())]
-
-
-def test_kernel_seeds_follow_manual_seed_on_the_host():
-    draws = {}
-    for device in ("cpu", "cuda"):                             # the cuda stream is drawn on the host: no GPU needed
-        tl.manual_seed(11)
-        first = [backend.kernel_seed(device) for _ in range(3)]
-        tl.manual_seed(11)
-        assert [backend.kernel_seed(device) for _ in range(3)] == first
-        assert all(0 <= s < 2 ** 32 for s in first)
-        draws[device] = first
-    assert draws["cpu"] != draws["cuda"]
-
-
-def test_checks_on_a_gpu_wait_for_the_hosts_next_read(monkeypatch):
+def test_device_asserts_on_a_gpu_wait_for_the_hosts_next_read(monkeypatch):
     scalar = tl.tensor(1.0)
     monkeypatch.setattr(backend, "is_cuda_array", lambda array: True)      # flags as if on a GPU, read by NumPy
     monkeypatch.setattr(backend, "get_xp", lambda device: np)
     monkeypatch.setattr(backend, "to_device", lambda array, device: np.asarray(array))
-    backend.check(np.bool_(False), lambda: IndexError("fine"))
-    backend.check(np.bool_(True), lambda: IndexError("first bad"))
-    backend.check(np.bool_(True), lambda: IndexError("second bad"))       # nothing raised yet: no host sync
+    backend.device_assert(np.bool_(False), lambda: IndexError("fine"))
+    backend.device_assert(np.bool_(True), lambda: IndexError("first bad"))
+    backend.device_assert(np.bool_(True), lambda: IndexError("second bad"))       # nothing raised yet: no host sync
     with pytest.raises(IndexError, match="first bad"):
         scalar.item()                                                      # the host reads: the checks are due
     assert scalar.item() == 1.0                                            # looked at once, then forgotten
-    for _ in range(backend.MAX_DEFERRED_CHECKS - 1):
-        backend.check(np.bool_(False), lambda: IndexError("never"))
-    with pytest.raises(IndexError, match="the last one"):                  # at most MAX_DEFERRED_CHECKS wait
-        backend.check(np.bool_(True), lambda: IndexError("the last one"))
+    for _ in range(backend.MAX_DEFERRED_ASSERTS - 1):
+        backend.device_assert(np.bool_(False), lambda: IndexError("never"))
+    with pytest.raises(IndexError, match="the last one"):                  # at most MAX_DEFERRED_ASSERTS wait
+        backend.device_assert(np.bool_(True), lambda: IndexError("the last one"))

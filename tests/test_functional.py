@@ -69,6 +69,16 @@ def test_cross_entropy_errors():
         F.cross_entropy(logits, tl.tensor([0, 1, 2]), reduction="avg")
 
 
+@pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
+def test_softmax_of_a_0d_or_integer_tensor_is_one_clear_error(fn):
+    with pytest.raises(ValueError, match="of a 0-d tensor: it needs at least one axis"):
+        fn(tl.tensor(3.0))
+    with pytest.raises(TypeError, match="needs a floating tensor, got dtype int64"):
+        fn(tl.tensor([1, 2, 3]))
+    with pytest.raises(IndexError, match="axis 1 is out of bounds for a tensor of dimension 1"):
+        fn(tl.tensor([1.0, 2.0]), axis=1)
+
+
 def test_ids_out_of_range_raise_at_once_on_cpu_and_at_the_next_host_read_on_gpu(device):
     logits, table = tl.zeros(3, 4, device=device), tl.zeros(5, 2, device=device)
     calls = [(lambda: F.cross_entropy(logits, tl.tensor([0, 4, 1], device=device)), "target 4 is out of range"),

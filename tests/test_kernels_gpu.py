@@ -42,7 +42,7 @@ def test_flash_attention_matches_reference_on_random_shapes(case):
     fn = (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
     fused, name = run("1", arrays, fn)
     reference, ref_name = run("0", arrays, fn)
-    assert name == "FlashAttention" and ref_name == "ScaledDotProductAttention"
+    assert name == "FlashAttentionFunction" and ref_name == "ScaledDotProductAttentionFunction"
     for got, want in zip(fused, reference):
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=1e-3)
 
@@ -63,7 +63,7 @@ def test_dropout_kernel_matches_its_mirror_and_keeps_no_mask():
     x = np.random.default_rng(2).standard_normal((64, 257, 3)).astype(np.float32) + 3
     t = tl.tensor(x, device="cuda", requires_grad=True)
     out = F.dropout(t, p=0.2)
-    assert type(out.creator).__name__ == "FusedDropout" and out.creator.saved == ()
+    assert type(out.creator).__name__ == "FusedDropoutFunction" and out.creator.saved == ()
     want = mirror.dropout_mul(x, 0.2, out.creator.seed)
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
     out.backward(tl.tensor(np.ones_like(x), device="cuda").data)
@@ -77,7 +77,7 @@ def test_dropout_add_kernel_matches_its_mirror():
     x, r = (rng.standard_normal((64, 257, 3)).astype(np.float32) for _ in range(2))
     tx, tr = (tl.tensor(a, device="cuda", requires_grad=True) for a in (x, r))
     out = F.dropout_add(tx, tr, p=0.2)
-    assert type(out.creator).__name__ == "FusedDropoutAdd" and out.creator.saved == ()
+    assert type(out.creator).__name__ == "FusedDropoutAddFunction" and out.creator.saved == ()
     np.testing.assert_allclose(out.numpy(), mirror.dropout_add(x, r, 0.2, out.creator.seed), rtol=1e-6, atol=1e-6)
     out.backward(tl.tensor(np.ones_like(x), device="cuda").data)
     np.testing.assert_allclose(tl.tensor(tx.grad).numpy(), mirror.dropout_mul(np.ones_like(x), 0.2, out.creator.seed),
@@ -108,7 +108,7 @@ def test_layernorm_kernels_match_reference_and_repeat_bit_for_bit():
     fused, name = run("1", arrays, fn)
     again, _ = run("1", arrays, fn)
     reference, _ = run("0", arrays, fn)
-    assert name == "FusedLayerNorm"
+    assert name == "FusedLayerNormFunction"
     for got, want, repeat in zip(fused, reference, again):
         np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
         np.testing.assert_array_equal(got, repeat)                             # no atomics: the same bits
@@ -118,7 +118,7 @@ def test_gelu_kernels_match_reference():
     x = (np.random.default_rng(6).standard_normal((4096, 1536)) * 3).astype(np.float32)
     fused, name = run("1", [x], lambda t: F.gelu(t))
     reference, _ = run("0", [x], lambda t: F.gelu(t))
-    assert name == "FusedGELU"
+    assert name == "FusedGELUFunction"
     for got, want in zip(fused, reference):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
@@ -157,3 +157,25 @@ def test_gpt_step_through_the_kernels_matches_the_reference_path():
     assert abs(loss_fused - loss_ref) < 1e-4
     for name, g in grads_ref.items():
         np.testing.assert_allclose(grads_fused[name], g, atol=1e-4, rtol=1e-3, err_msg=name)
+
+
+def test_adamw_keeps_training_a_model_moved_to_the_gpu_after_a_step():
+    """Module.to('cuda') after a step gives the parameters new arrays: the optimizer re-flattens onto them and
+    moves its moments along (the fused kernel then updates the GPU arrays), as a CPU twin does the same steps."""
+    x = np.random.default_rng(7).standard_normal((16, 64)).astype(np.float32)
+    models = []
+    for device in ("cuda", "cpu"):
+        tl.manual_seed(0)
+        model = tl.nn.Linear(64, 8)
+        opt = tl.optim.AdamW(model.parameters(), lr=0.05)
+        for step in range(3):
+            if step == 1:
+                model.to(device)
+            opt.zero_grad()
+            (model(tl.tensor(x, device=model.weight.device)) ** 2).mean().backward()
+            opt.step()
+        models.append((model, opt))
+    (gpu, gpu_opt), (cpu, _) = models
+    assert gpu.weight.device == "cuda" and tl.backend.device_of(gpu_opt.state[id(gpu.weight)]["exp_avg"]) == "cuda"
+    for p, q in zip(gpu.parameters(), cpu.parameters()):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), atol=1e-5)   # frozen after the move, it would be 2 steps off

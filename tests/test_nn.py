@@ -29,6 +29,13 @@ def test_parameters_are_registered_with_dotted_names():
                                                              "ModuleList", "Linear", "Linear"]
 
 
+def test_children_are_the_direct_submodules_in_order():
+    block = Block()
+    assert [type(m).__name__ for m in block.children()] == ["LayerNorm", "Linear", "Dropout", "ModuleList"]
+    assert list(block.layers.children()) == list(block.layers)          # not the grandchildren of block
+    assert list(nn.Linear(2, 2).children()) == []
+
+
 def test_tied_parameters_are_listed_once():
     a, b = nn.Linear(3, 3), nn.Linear(3, 3)
     b.weight = a.weight
@@ -59,6 +66,14 @@ def test_state_dict_round_trip_and_errors():
         dst.load_state_dict({**sd, "fc.weight": np.zeros((8, 5))})
     missing, unexpected = dst.load_state_dict({"extra": np.zeros(1)}, strict=False)
     assert "fc.bias" in missing and unexpected == ["extra"]
+
+
+def test_load_state_dict_accepts_tensor_values():
+    src, dst = Block(), Block()
+    dst.load_state_dict({name: tl.tensor(value) for name, value in src.state_dict().items()})
+    for p, q in zip(src.parameters(), dst.parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    dst.load_state_dict(dict(src.named_parameters()))                   # Parameters themselves, as in PyTorch
 
 
 def test_load_state_dict_keeps_parameter_objects():
@@ -113,3 +128,17 @@ def test_clip_grad_norm(device):
     np.testing.assert_allclose(tl.tensor(a.grad).numpy(), [0.6, 0.0], rtol=1e-5)
     np.testing.assert_allclose(tl.tensor(b.grad).numpy(), [[0.8]], rtol=1e-5)
     assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0).item() == pytest.approx(1.0, rel=1e-5)  # no change
+
+
+def test_clip_grad_norm_takes_one_tensor_as_pytorch_does():
+    p = tl.tensor([[3.0, 0.0], [0.0, 4.0]], requires_grad=True)
+    p.grad = p.data.copy()
+    assert nn.utils.clip_grad_norm_(p, max_norm=1.0).item() == pytest.approx(5.0)
+    np.testing.assert_allclose(p.grad, [[0.6, 0.0], [0.0, 0.8]], rtol=1e-5)
+
+
+def test_dropout_module_only_drops():
+    """nn.Dropout takes one input: the residual add is the model's own line (x = x + self.attn(...))."""
+    with pytest.raises(TypeError):
+        nn.Dropout(0.1)(tl.ones(3), tl.ones(3))
+    assert nn.Dropout(0.1).eval()(tl.ones(3)).numpy().tolist() == [1.0, 1.0, 1.0]

@@ -118,10 +118,10 @@ def test_warmup_cosine_schedule():
 
 
 def test_adamw_over_a_buffer_sliced_across_cores_is_the_same_update(monkeypatch):
-    from tensorlite import backend
+    from tensorlite import cpu
     results = []
     for cores in (1, 2):                                       # one plain pass, or one slice per core (threads)
-        monkeypatch.setattr(backend, "usable_cores", lambda: cores)
+        monkeypatch.setattr(cpu, "usable_cores", lambda: cores)
         rng = np.random.default_rng(0)
         params = [tl.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True) for n in (2 ** 19 + 7, 5)]
         opt = optim.AdamW(params, lr=0.1, weight_decay=0.05)
@@ -132,3 +132,123 @@ def test_adamw_over_a_buffer_sliced_across_cores_is_the_same_update(monkeypatch)
         results.append([p.numpy() for p in params])
     for sliced, plain in zip(results[1], results[0]):
         np.testing.assert_array_equal(sliced, plain)
+
+
+def _linear_and_adamw(lr=0.1):
+    tl.manual_seed(0)
+    model = tl.nn.Linear(4, 1)
+    return model, optim.AdamW(model.parameters(), lr=lr)
+
+
+def _step(model, opt, x):
+    opt.zero_grad()
+    (model(x) ** 2).sum().backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("cast", [lambda m: m.float(), lambda m: m.double(),
+                                  lambda m: m.to(dtype=np.float64)], ids=["float", "double", "to_dtype"])
+def test_adamw_keeps_updating_the_parameters_after_the_model_is_cast(cast):
+    """After a step, model.float()/.double()/.to(dtype=) give the parameters new arrays: the optimizer must update
+    those (not its old flat copy), with its moments cast along, exactly as a fresh optimizer loaded from its
+    state_dict would."""
+    x = tl.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+    model, opt = _linear_and_adamw()
+    _step(model, opt, x)
+    cast(model)
+    dtype = model.weight.dtype
+    before = [p.numpy().copy() for p in model.parameters()]
+    twin = tl.nn.Linear(4, 1).to(dtype=dtype)                  # the same state, set up by hand
+    twin.load_state_dict(model.state_dict())
+    twin_opt = optim.AdamW(twin.parameters(), lr=0.1)
+    twin_opt.load_state_dict(opt.state_dict())
+    xs = x.to(dtype=dtype)
+    _step(model, opt, xs)
+    _step(twin, twin_opt, xs)
+    for p, q, old in zip(model.parameters(), twin.parameters(), before):
+        assert p.dtype == dtype and not np.array_equal(p.numpy(), old)      # updated, in the new dtype
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    state = opt.state_dict()["state"]
+    assert state[0]["step"] == 2 and state[0]["exp_avg"].dtype == dtype
+    _step(model, opt, xs)                                      # and it goes on: a third step moves them again
+    assert not np.array_equal(model.weight.numpy(), twin.weight.numpy())
+
+
+def test_adamw_moments_follow_a_cast_on_the_per_parameter_path_too():
+    a, b = tl.tensor([1.0, 2.0], requires_grad=True), tl.tensor([3.0], requires_grad=True)
+    opt = optim.AdamW([a, b], lr=0.1)
+    a.grad = np.ones(2, np.float32)                            # b has no gradient: one parameter at a time
+    opt.step()
+    a.data = a.data.astype(np.float64)
+    a.grad = np.ones(2, np.float64)
+    opt.step()
+    assert a.dtype == np.float64 and opt.state[id(a)]["exp_avg"].dtype == np.float64
+    start = np.array([1.0, 2.0])                              # constant gradients: each step moves by lr, after decay
+    np.testing.assert_allclose(a.numpy(), (start * (1 - 0.1 * 0.01) - 0.1) * (1 - 0.1 * 0.01) - 0.1, rtol=1e-6)
+
+
+def test_optimizer_load_state_dict_accepts_tensor_values():
+    a = tl.tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.AdamW([a], lr=0.1)
+    a.grad = np.ones(2, np.float32)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0] = {k: tl.tensor(v) for k, v in sd["state"][0].items()}
+    other = optim.AdamW([tl.tensor([1.0, 2.0], requires_grad=True)], lr=0.1)
+    other.load_state_dict(sd)
+    assert other.state_dict()["state"][0]["step"] == 1
+    np.testing.assert_array_equal(other.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_a_parameter_listed_twice_is_rejected():
+    p, q = tl.tensor([1.0], requires_grad=True), tl.tensor([2.0], requires_grad=True)
+    for make in (optim.AdamW, lambda ps: optim.SGD(ps, lr=0.1)):
+        with pytest.raises(ValueError, match="listed twice"):
+            make([p, p])
+        with pytest.raises(ValueError, match="listed twice"):
+            make([{"params": [p, q]}, {"params": [p]}])
+
+
+def test_a_group_of_one_tensor_is_that_parameter():
+    p = tl.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    opt = optim.SGD([{"params": p}], lr=0.5)
+    assert opt.param_groups[0]["params"] == [p]                 # not its two rows
+
+
+def test_optimizers_name_what_they_were_given_by_mistake():
+    model = tl.nn.Linear(2, 1)
+    with pytest.raises(TypeError, match=r"pass model.parameters\(\)"):
+        optim.AdamW(model)
+    with pytest.raises(TypeError, match="one Tensor"):
+        optim.AdamW(model.weight)
+    with pytest.raises(TypeError, match="only optimize Tensors, got ndarray"):
+        optim.SGD([np.zeros(2)], lr=0.1)
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.AdamW([model.weight * 2])
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(lr=-1), "lr must be a finite number >= 0, got -1"),
+    (dict(lr=float("nan")), "lr must be a finite number >= 0, got nan"),
+    (dict(lr=float("inf")), "lr must be a finite number >= 0, got inf"),
+    (dict(betas=(1.5, 0.9)), r"betas\[0\] must be in \[0, 1.0\), got 1.5"),
+    (dict(betas=(-3, 0.9)), r"betas\[0\] must be in \[0, 1.0\), got -3"),
+    (dict(betas=(0.9, 1.0)), r"betas\[1\] must be in \[0, 1.0\), got 1.0"),
+    (dict(betas=(0.9,)), "betas must be a pair"),
+    (dict(eps=-1e-8), "eps must be a finite number >= 0"),
+    (dict(weight_decay=-0.1), "weight_decay must be a finite number >= 0"),
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite number >= 0, got nan"),
+])
+def test_adamw_rejects_meaningless_options_at_construction(options, message):
+    p = tl.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError, match=message):
+        optim.AdamW([p], **options)
+    with pytest.raises(ValueError, match=message):               # a group's own options are checked too
+        optim.AdamW([{"params": [p], **options}])
+
+
+@pytest.mark.parametrize("options", [dict(lr=-0.1), dict(lr=float("nan")), dict(lr=0.1, momentum=-0.9),
+                                     dict(lr=0.1, weight_decay=float("inf"))])
+def test_sgd_rejects_meaningless_options_at_construction(options):
+    with pytest.raises(ValueError, match="SGD: .* must be a finite number >= 0"):
+        optim.SGD([tl.tensor([1.0], requires_grad=True)], **options)

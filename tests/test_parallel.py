@@ -10,7 +10,7 @@ import pytest
 import tensorlite as tl
 from gpt import TrainConfig, Trainer
 from gpt.model import GPT, GPTConfig
-from tensorlite.backend import usable_cores
+from tensorlite.cpu import usable_cores
 from tensorlite.parallel import ShardedStep, auto_shards, shards_for
 
 

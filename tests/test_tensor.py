@@ -40,7 +40,7 @@ def test_manual_seed_makes_draws_repeatable(device):
 def test_item_numpy_repr_detach():
     t = tl.tensor([[2.5]], requires_grad=True)
     assert t.item() == 2.5 and isinstance(t.numpy(), np.ndarray)
-    assert "requires_grad=True" in repr(t) and "grad_fn=Mul" in repr(t * 2)
+    assert "requires_grad=True" in repr(t) and "grad_fn=MulFunction" in repr(t * 2)
     assert not t.detach().requires_grad
     with pytest.raises(ValueError, match="one element"):
         tl.ones(2).item()
@@ -80,10 +80,34 @@ def test_sigmoid_is_stable_at_extremes():
 def test_reshape_and_index_errors():
     with pytest.raises(ValueError, match=r"shape \(2, 3\) into \(4,\)"):
         tl.ones(2, 3).reshape(4)
-    with pytest.raises(IndexError, match="axis 2 is out of range"):
+    with pytest.raises(IndexError, match="axis 2 is out of bounds for a tensor of dimension 2"):
         tl.ones(2, 3).sum(axis=2)
     with pytest.raises(ValueError, match="do not add up"):
         tl.ones(5).split([2, 2])
+
+
+@pytest.mark.parametrize("call", [lambda a, b: tl.cat([a, b], axis=2), lambda a, b: tl.cat([a, b], axis=-3),
+                                  lambda a, b: tl.stack([a, b], axis=3), lambda a, b: a.split(1, axis=2),
+                                  lambda a, b: a.chunk(2, axis=-3), lambda a, b: a.unsqueeze(3),
+                                  lambda a, b: a.transpose(0, 2), lambda a, b: a.swapaxes(0, 2)],
+                         ids=["cat", "cat_negative", "stack", "split", "chunk", "unsqueeze", "transpose", "swapaxes"])
+def test_an_axis_out_of_range_raises_instead_of_wrapping(call):
+    """cat([a, b], axis=2) of two (2, 3) tensors once gave a (4, 3) tensor (axis 2 % 2 == 0)."""
+    a, b = tl.ones(2, 3), tl.ones(2, 3)
+    with pytest.raises(IndexError, match=r"axis -?\d is out of bounds for a tensor of dimension [23]"):
+        call(a, b)
+    assert tl.cat([a, b], axis=-1).shape == (2, 6) and tl.stack([a, b], axis=2).shape == (2, 3, 2)
+    assert tl.ones(4, 2).split(1, axis=-2)[0].shape == (1, 2)
+    with pytest.raises(IndexError, match="axis 9 is out of bounds for a tensor of dimension 1"):
+        tl.ones(5).split(2, axis=9)
+
+
+@pytest.mark.parametrize("data,got", [(["a", "b"], "strings"), (None, "NoneType"), ({"a": 1}, "dict"),
+                                      (np.array([None, 1]), "ndarray of dtype object"), ("text", "strings")])
+def test_tensor_of_something_that_is_not_numbers_fails_at_once(data, got):
+    with pytest.raises(TypeError, match=f"a tensor holds numbers .*; got {got}$"):
+        tl.tensor(data)
+    assert tl.tensor([True, False]).dtype == np.bool_ and tl.tensor(np.arange(2)).dtype == np.int64
 
 
 def test_cpu_to_cuda_without_gpu_says_what_to_install():

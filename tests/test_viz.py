@@ -16,7 +16,8 @@ def test_to_dot_names_the_ops_of_an_attention_head():
     loss = F.scaled_dot_product_attention(*heads, is_causal=True).sum()
     text = tl.viz.to_dot(loss, names={"w_qkv": w_qkv})
     assert text.startswith("digraph")
-    for op in ("Linear", "Split", "Reshape", "Transpose", "ScaledDotProductAttention", "Sum"):
+    for op in ("LinearFunction", "SplitFunction", "ReshapeFunction", "TransposeFunction",
+               "ScaledDotProductAttentionFunction", "SumFunction"):
         assert f'label="{op}"' in text, op
     assert "w_qkv\\n(18, 6) float32" in text and "(1, 2, 4, 3)" in text
     assert text.count("-> f") >= 6
@@ -31,7 +32,7 @@ def test_render_writes_the_dot_text_without_graphviz(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     out = tl.viz.render(small_graph(), str(tmp_path / "graph.png"))
     assert out == str(tmp_path / "graph.dot")
-    assert open(out).read().startswith("digraph") and 'label="Mul"' in open(out).read()
+    assert open(out).read().startswith("digraph") and 'label="MulFunction"' in open(out).read()
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")

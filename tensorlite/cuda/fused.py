@@ -1,22 +1,33 @@
-"""Autograd Functions around the fused kernels, and the entry points tensorlite.functional tries first.
+"""The engine's one door to the kernels: autograd Functions around them, and the entry points that
+tensorlite.functional and tensorlite.optim try first.
 
-Each entry point returns None when its kernel does not apply (mode, device, dtype or shape), and F then takes its
-reference path: the fused kernels plug in behind the same call, with the same signature.
+Each entry point returns None (adamw_step: False) when its kernel does not apply (mode, device, dtype or shape),
+and the caller then takes its reference path: the fused kernels plug in behind the same call, with the same
+signature. Each public entry point sits right under its Function.
 """
 import numpy as np
 
-from .. import backend
+from .. import backend, random
 from ..autograd import Function
 from . import launch
 from .mode import runs_fused
+
+
+def _applies(array):
+    """Whether the fused kernels handle this array: float32, on a device the mode (TENSORLITE_FUSED) sends to them."""
+    return runs_fused(backend.is_cuda_array(array)) and array.dtype == np.float32
 
 
 def _contiguous(xp, a):
     return xp.ascontiguousarray(a, dtype=np.float32)
 
 
-class FlashAttention(Function):
+class FlashAttentionFunction(Function):
     """Attention by kernels/flash_attention.cu: O and the logsumexp forward; dQ, dK, dV recomputed from them."""
+
+    def __init__(self, scale, causal, dropout_p, seed):
+        super().__init__()
+        self.scale, self.causal, self.dropout_p, self.seed = scale, causal, dropout_p, seed
 
     def forward(self, q, k, v):
         xp = self.xp
@@ -40,7 +51,16 @@ class FlashAttention(Function):
         return dq, dk, dv
 
 
-class FusedSoftmax(Function):
+def attention(q, k, v, is_causal, scale, dropout_p):
+    if not (_applies(q.data) and q.ndim == 4 and q.shape == k.shape == v.shape
+            and q.shape[-1] in launch.FA_HEAD_SIZES and q.shape[0] * q.shape[1] <= launch.MAX_GRID_Y):
+        return None
+    seed = random.kernel_seed(q.device) if dropout_p > 0 else 0
+    return FlashAttentionFunction.apply(q, k, v, scale=scale, causal=bool(is_causal), dropout_p=float(dropout_p),
+                                        seed=seed)
+
+
+class FusedSoftmaxFunction(Function):
     """Row softmax over the last axis by kernels/softmax.cu."""
 
     def forward(self, x):
@@ -58,11 +78,22 @@ class FusedSoftmax(Function):
         return dx.reshape(gy.shape)
 
 
-class FusedSoftmaxCrossEntropy(Function):
+def softmax(x, axis):
+    if not (_applies(x.data) and x.ndim >= 1 and axis in (-1, x.ndim - 1) and x.size > 0):
+        return None
+    return FusedSoftmaxFunction.apply(x)
+
+
+class FusedSoftmaxCrossEntropyFunction(Function):
     """Per-row loss and dlogits = softmax - onehot in one pass; backward only scales the saved dlogits."""
+
+    def __init__(self, targets, ignore_index, reduction):
+        super().__init__()
+        self.targets, self.ignore_index, self.reduction = targets, ignore_index, reduction
 
     def forward(self, logits):
         xp = self.xp
+        self.logits_shape = logits.shape
         flat = _contiguous(xp, logits.reshape(-1, logits.shape[-1]))
         targets = xp.ascontiguousarray(self.targets.reshape(-1), dtype=np.int64)
         losses = xp.empty(flat.shape[0], dtype=np.float32)
@@ -85,9 +116,20 @@ class FusedSoftmaxCrossEntropy(Function):
         return dlogits.reshape(self.logits_shape)
 
 
-class FusedLayerNorm(Function):
+def cross_entropy(logits, targets, ignore_index, reduction):
+    if not (_applies(logits.data) and logits.size > 0):
+        return None
+    return FusedSoftmaxCrossEntropyFunction.apply(logits, targets=targets, ignore_index=ignore_index,
+                                                  reduction=reduction)
+
+
+class FusedLayerNormFunction(Function):
     """LayerNorm by kernels/layernorm.cu: saves the per-row mean and rstd, not xhat. Backward's kernel leaves
     dw and db as one row of partial sums per block of rows, added up here in a fixed order."""
+
+    def __init__(self, eps, has_bias):
+        super().__init__()
+        self.eps, self.has_bias = eps, has_bias
 
     def forward(self, x, weight, *bias):
         xp = self.xp
@@ -109,7 +151,14 @@ class FusedLayerNorm(Function):
         return (dx.reshape(gy.shape), dw_partial.sum(axis=0)) + ((db_partial.sum(axis=0),) if self.has_bias else ())
 
 
-class FusedGELU(Function):
+def layer_norm(x, weight, bias, eps):
+    if not (_applies(x.data) and weight is not None and weight.dtype == np.float32 and x.size > 0):
+        return None
+    return FusedLayerNormFunction.apply(x, weight, *(() if bias is None else (bias,)), eps=eps,
+                                        has_bias=bias is not None)
+
+
+class FusedGELUFunction(Function):
     """tanh GELU by kernels/gelu.cu: one pass forward, one pass backward (recomputing tanh)."""
 
     def forward(self, x):
@@ -126,9 +175,19 @@ class FusedGELU(Function):
         return dx
 
 
-class FusedDropout(Function):
+def gelu(x, approximate):
+    if not (_applies(x.data) and approximate == "tanh" and x.size > 0):
+        return None
+    return FusedGELUFunction.apply(x)
+
+
+class FusedDropoutFunction(Function):
     """Inverted dropout by kernels/dropout.cu: the keep decisions are a hash of (seed, index), regenerated in
     backward, so no mask is stored."""
+
+    def __init__(self, p, seed):
+        super().__init__()
+        self.p, self.seed = p, seed
 
     def forward(self, x):
         x = _contiguous(self.xp, x)
@@ -142,7 +201,13 @@ class FusedDropout(Function):
         return dx
 
 
-class FusedDropoutAdd(FusedDropout):
+def dropout(x, p):
+    if not (_applies(x.data) and x.size > 0):
+        return None
+    return FusedDropoutFunction.apply(x, p=p, seed=random.kernel_seed(x.device))
+
+
+class FusedDropoutAddFunction(FusedDropoutFunction):
     """residual + dropout(x) by kernels/dropout.cu in one pass; backward: dropout's (the same regenerated mask)
     for x, and the gradient unchanged for the residual."""
 
@@ -156,72 +221,48 @@ class FusedDropoutAdd(FusedDropout):
         return super().backward(gy), gy
 
 
-def _applies(x):
-    return runs_fused(backend.is_cuda_array(x.data)) and x.dtype == np.float32
-
-
-def attention(q, k, v, is_causal, scale, dropout_p):
-    if not (_applies(q) and q.ndim == 4 and q.shape == k.shape == v.shape and q.shape[-1] in launch.FA_HEAD_SIZES
-            and q.shape[0] * q.shape[1] <= launch.MAX_GRID_Y):
-        return None
-    seed = backend.kernel_seed(q.device) if dropout_p > 0 else 0
-    return FlashAttention.apply(q, k, v, scale=scale, causal=bool(is_causal), dropout_p=float(dropout_p), seed=seed)
-
-
-def dropout(x, p):
-    if not (_applies(x) and x.size > 0):
-        return None
-    return FusedDropout.apply(x, p=p, seed=backend.kernel_seed(x.device))
-
-
 def dropout_add(x, residual, p):
-    if not (_applies(x) and _applies(residual) and x.shape == residual.shape and x.size > 0):
+    if not (_applies(x.data) and _applies(residual.data) and x.shape == residual.shape and x.size > 0):
         return None
-    return FusedDropoutAdd.apply(x, residual, p=p, seed=backend.kernel_seed(x.device))
+    return FusedDropoutAddFunction.apply(x, residual, p=p, seed=random.kernel_seed(x.device))
 
 
-def layer_norm(x, weight, bias, eps):
-    if not (_applies(x) and weight is not None and weight.dtype == np.float32 and x.size > 0):
+class FusedEmbeddingFunction(Function):
+    """A row lookup whose backward is kernels/embedding.cu: deterministic, no atomics. The sort and the run table
+    are fixed-size array ops, so nothing waits for the host (ids outside the table fall outside every run;
+    F.embedding's device assertion reports them)."""
+
+    def __init__(self, idx):
+        super().__init__()
+        self.idx = idx
+
+    def forward(self, weight):
+        self.num_rows = weight.shape[0]
+        return weight[self.idx]
+
+    def backward(self, gy):
+        xp = self.xp
+        dy, ids = _contiguous(xp, gy.reshape(-1, gy.shape[-1])), self.idx.reshape(-1)      # (N, C), (N,)
+        order = xp.argsort(ids, kind="stable")
+        starts = xp.searchsorted(ids[order], xp.arange(self.num_rows + 1))
+        dweight = xp.empty((self.num_rows, dy.shape[1]), dtype=np.float32)
+        launch.run(launch.embedding_backward(dy, order.astype(np.int64, copy=False),
+                                             starts.astype(np.int64, copy=False), dweight))
+        return dweight
+
+
+def embedding(idx, weight):
+    """The kernel runs a block per table row and 32 columns, so a table with more rows than the batch has
+    positions (most runs empty, as for a GPT-2-sized vocabulary) keeps the reference path's atomic scatter."""
+    if not (_applies(weight.data) and weight.ndim == 2 and weight.shape[1] > 0 and 0 < weight.shape[0] <= idx.size):
         return None
-    return FusedLayerNorm.apply(x, weight, *(() if bias is None else (bias,)), eps=eps, has_bias=bias is not None)
+    return FusedEmbeddingFunction.apply(weight, idx=idx)
 
 
-def gelu(x, approximate):
-    if not (_applies(x) and approximate == "tanh" and x.size > 0):
-        return None
-    return FusedGELU.apply(x)
-
-
-def embedding_backward(num_rows, ids, dy):
-    """dweight (num_rows, C) of a row lookup from dy (N, C) and the N ids by kernels/embedding.cu (deterministic:
-    no atomics), or None where it does not apply. The sort and the run table are fixed-size array ops: nothing
-    waits for the host (ids outside the table fall outside every run; F.embedding's check reports them).
-    The kernel runs a block per table row and 32 columns, so a table with more rows than the batch has positions
-    (most runs empty, as for a GPT-2-sized vocabulary) keeps the reference path's atomic scatter."""
-    if not (applies_to_arrays(dy) and dy.ndim == 2 and dy.size > 0 and 0 < num_rows <= dy.shape[0]):
-        return None
-    xp = backend.xp_of(dy)
-    order = xp.argsort(ids, kind="stable")
-    starts = xp.searchsorted(ids[order], xp.arange(num_rows + 1))
-    dweight = xp.empty((num_rows, dy.shape[1]), dtype=np.float32)
-    launch.run(launch.embedding_backward(_contiguous(xp, dy), order.astype(np.int64, copy=False),
-                                         starts.astype(np.int64, copy=False), dweight))
-    return dweight
-
-
-def applies_to_arrays(array):
-    """Whether fused kernels handle arrays like this one (the optimizer asks before flattening a group)."""
-    return runs_fused(backend.is_cuda_array(array)) and array.dtype == np.float32
-
-
-def softmax(x, axis):
-    if not (_applies(x) and x.ndim >= 1 and axis in (-1, x.ndim - 1) and x.size > 0):
-        return None
-    return FusedSoftmax.apply(x)
-
-
-def cross_entropy(logits, targets, ignore_index, reduction):
-    if not (_applies(logits) and logits.size > 0):
-        return None
-    return FusedSoftmaxCrossEntropy.apply(logits, targets=targets, ignore_index=ignore_index, reduction=reduction,
-                                          logits_shape=logits.shape)
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """One AdamW update of a flat parameter group in place (p, m, v) by kernels/adamw.cu; step is the 1-based
+    step count. False, and nothing done, where the kernel does not apply: the caller takes its reference path."""
+    if not _applies(p):
+        return False
+    launch.run(launch.adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step))
+    return True

@@ -3,14 +3,14 @@ import math
 
 import numpy as np
 
-from .. import backend
+from .. import random
 from .. import functional as F
 from .module import Module, Parameter
 
 
 def _uniform(shape, bound):
     """U(-bound, bound) from the framework's seeded generator, float32 (PyTorch's Linear default init)."""
-    return (backend.rng("cpu").random(shape, dtype="float32") * 2 - 1) * bound
+    return (random.rng("cpu").random(shape, dtype="float32") * 2 - 1) * bound
 
 
 class Linear(Module):
@@ -52,7 +52,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(backend.rng("cpu").standard_normal((num_embeddings, embedding_dim),
+        self.weight = Parameter(random.rng("cpu").standard_normal((num_embeddings, embedding_dim),
                                                                    dtype="float32"))
 
     def forward(self, idx):
@@ -68,11 +68,8 @@ class Dropout(Module):
         F._check_dropout_p(p)
         self.p = p
 
-    def forward(self, x, residual=None):
-        """dropout(x); with a residual, residual + dropout(x) in one op (F.dropout_add: one kernel on a GPU)."""
-        if residual is None:
-            return F.dropout(x, self.p, self.training)
-        return F.dropout_add(x, residual, self.p, self.training)
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"

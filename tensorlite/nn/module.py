@@ -127,7 +127,8 @@ class Module:
         return OrderedDict((name, backend.to_numpy(t.data).copy()) for name, t in entries)
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays into the existing parameters in place (so optimizers keep pointing at them).
+        """Copy arrays (NumPy, CuPy or Tensors) into the existing parameters in place (so optimizers keep
+        pointing at them).
 
         Shape mismatches are always errors; missing or unexpected keys are errors when strict.
         Returns (missing_keys, unexpected_keys)."""
@@ -139,7 +140,8 @@ class Module:
         for name, tensor in own.items():
             if name not in state_dict:
                 continue
-            value = np.asarray(backend.to_numpy(state_dict[name]))
+            value = state_dict[name]
+            value = np.asarray(backend.to_numpy(value.data if isinstance(value, Tensor) else value))
             if value.shape != tensor.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {value.shape} in the state dict but "
                                  f"{tensor.shape} in the model")

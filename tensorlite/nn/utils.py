@@ -5,10 +5,12 @@ from ..tensor import Tensor
 
 def clip_grad_norm_(parameters, max_norm):
     """Scale all gradients in place so their global L2 norm is at most max_norm; return the norm before clipping.
+    `parameters` is an iterable of tensors or one tensor, as in PyTorch.
 
     The norm stays a 0-d device array (wrapped in a Tensor) and the scale is applied on the device, so a GPU
     step does not wait for the host: call `.item()` only when you log it.
     """
+    parameters = [parameters] if isinstance(parameters, Tensor) else parameters
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return Tensor(0.0)
