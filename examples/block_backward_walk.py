@@ -101,12 +101,12 @@ def draw(steps, edges, path):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Circle, FancyBboxPatch
 
-    n, half = len(steps) + 1, 2.6                    # boxes span x in [-half, half], one per row, top to bottom
-    sums, skip_x, plus_x = summed(edges), 4.2, 3.3
+    n, half = len(steps) + 1, 3.1                    # boxes span x in [-half, half], one per row, top to bottom
+    sums, skip_x, plus_x = summed(edges), 4.7, 3.8
     forks = {src for src, dst, _ in arrows(edges) if dst != src + 1}   # the residual Adds: they start a skip
     red, grey = "#b03000", "#555555"
     fig, ax = plt.subplots(figsize=(8, 0.55 * n + 1.2))
-    ax.set_xlim(-half - 0.3, 7.6)
+    ax.set_xlim(-half - 0.3, 8.1)
     ax.set_ylim(-n - 0.2, 1.3)
     ax.set_aspect("equal")
     ax.axis("off")
