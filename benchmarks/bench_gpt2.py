@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -27,7 +26,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_train import _peak_host_mib, time_tensorlite, time_torch  # noqa: E402
+from bench_train import _peak_host_mib, finish, json_of_child, time_tensorlite, time_torch  # noqa: E402
 
 SHAPES = {   # block_size: the positions the model has; fine-tuning uses --block-size of them
     "gpt2": dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768),
@@ -91,11 +90,7 @@ def measure(args, only, label, env=None):
     cmd = [sys.executable, __file__, "--only", only, "--label", label] + \
         [f"--{key.replace('_', '-')}={getattr(args, key)}" for key in
          ("device", "shape", "prompt", "new_tokens", "batch_size", "block_size", "iters", "warmup")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        print(f"[{label}] failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_of_child(cmd, label, env)
 
 
 def main():
@@ -147,13 +142,7 @@ def main():
     print(f"  {'framework':42s} {'ms/step':>9s} {memory:>13s}")
     for r in (r for r in results if r["task"] == "finetune"):
         print(f"  {r['framework']:42s} {r['ms_per_step']:9.0f} {r['peak_mib']:13.0f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"shape": args.shape, "device": args.device, "results": results}, f, indent=2)
-    if failed:
-        print(f"failed (their errors are above): {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return finish(args.json, {"shape": args.shape, "device": args.device, "results": results}, failed)
 
 
 if __name__ == "__main__":

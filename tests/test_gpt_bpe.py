@@ -19,7 +19,8 @@ TRAIN_CHARS = 1_000_000        # the rest of the file is held out
 # what the held-out Shakespeare lacks: other scripts, emoji, digits, contractions (also in capitals), runs of
 # spaces and tabs, blank lines, Windows line ends, a space before punctuation and at the very end
 HELD_OUT = SHAKESPEARE[TRAIN_CHARS:] + (
-    "\nZürich, naïve café; 日本語のテキスト, Ελληνικά, русский, עברית 🤖🎉👩‍👩‍👧\n"
+    "\nZürich, naïve café; 日本語のテキスト, Ελληνικά, русский,\n"
+    "עברית 🤖🎉👩‍👩‍👧\n"
     "1234567 + 3.14159 = 2024-05-01, ½ ٣ ⅷ\n"
     "don't we'll I'M they've she'd it's O'Neil's 'tis ''quoted''\n"
     "a  b   c    d\t\te\n\n\n   indented\r\nend .  ")
