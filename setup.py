@@ -12,9 +12,11 @@ setup(
     # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
     package_dir={"tensorlite._kernels": "kernels"},
     package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"]},
-    install_requires=["numpy>=1.22", "tqdm", "matplotlib", "threadpoolctl"],
+    # regex: GPT-2's pre-tokenizer needs \p{L} and \p{N}; safetensors: Hugging Face's weight files, read by NumPy
+    install_requires=["numpy>=1.22", "tqdm", "matplotlib", "threadpoolctl", "regex", "safetensors"],
     extras_require={
-        "dev": ["pytest", "hypothesis"],
+        "dev": ["pytest", "hypothesis", "tiktoken"],   # tiktoken: the reference the BPE tests compare against
+        "hub": ["huggingface_hub"],                   # GPT.from_pretrained("gpt2"): downloads, needs network
         # NVRTC is what CuPy's RawModule compiles the kernels with (the tests compile with it too)
         "cuda12": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],
         "cuda13": ["cupy-cuda13x", "nvidia-cuda-nvrtc"],

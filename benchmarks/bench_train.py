@@ -186,6 +186,11 @@ def _spawn(args, only, label, env=None, cpu_shards=None):
     cmd = [sys.executable, __file__, "--device", args.device, "--preset", args.preset, "--iters", str(args.iters),
            "--warmup", str(args.warmup), "--only", only, "--label", label,
            "--cpu-shards", str(args.cpu_shards if cpu_shards is None else cpu_shards)]
+    return json_of_child(cmd, label, env)
+
+
+def json_of_child(cmd, label, env=None):
+    """Run a measuring child process; the JSON object on its last line, or None (its error printed) if it failed."""
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(f"[{label}] failed:\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -251,12 +256,17 @@ def main():
     if gemms:
         print(f"the step's Linear GEMMs alone, one shard's {gemms[0]['rows']} rows on one thread: " +
               ", ".join(f"{g['framework']} {g['ms_per_iter']:.2f} ms" for g in gemms))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"preset": args.preset, "device": args.device, "results": results, "linear_gemms": gemms},
-                      f, indent=2)
+    return finish(args.json, {"preset": args.preset, "device": args.device, "results": results,
+                              "linear_gemms": gemms}, sorted(failed))
+
+
+def finish(json_path, report, failed):
+    """Write the report to json_path (if given); the exit status: 1 (naming them) if any measurement failed."""
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
     if failed:
-        print(f"failed (their errors are above): {', '.join(sorted(failed))}", file=sys.stderr)
+        print(f"failed (their errors are above): {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

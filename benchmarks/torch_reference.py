@@ -22,11 +22,17 @@ class Block(nn.Module):
         self.mlp_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x):
+    def forward(self, x, kv=None):
+        """kv: this block's KV cache for generation, [] or [keys, values] of the positions before x; extended in place.
+        Past the prompt, generation feeds one token at a time, which attends to every cached position."""
         B, T, C = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+        if kv is not None:
+            if kv:
+                k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)
+            kv[:] = [k, v]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1,
                                            dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.attn_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
@@ -50,13 +56,27 @@ class TorchGPT(nn.Module):
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
 
-    def forward(self, idx, targets):
+    def logits(self, idx, start=0, caches=None):
         T = idx.shape[1]
-        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(start, start + T, device=idx.device)))
+        for block, kv in zip(self.h, caches or [None] * len(self.h)):
+            x = block(x, kv)
+        return self.lm_head(self.ln_f(x))
+
+    def forward(self, idx, targets):
+        logits = self.logits(idx)
         return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        """Greedy decoding with a KV cache, as gpt/model.py's generate(greedy=True): the prompt in one pass (logits
+        at every position, as there), then one token per pass."""
+        caches, fed = [[] for _ in self.h], 0
+        for _ in range(max_new_tokens):
+            logits = self.logits(idx[:, fed:], fed, caches)
+            fed = idx.shape[1]
+            idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+        return idx
 
     def configure_optimizers(self, weight_decay, lr, betas):
         decay = [p for p in self.parameters() if p.dim() >= 2]

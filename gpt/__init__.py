@@ -1,4 +1,5 @@
-"""A character-level GPT trained with tensorlite: model, data, training loop, decoding."""
+"""A GPT trained with tensorlite (characters, or GPT-2 itself): model, tokenizers, data, training loop, decoding."""
+from .bpe import BPETokenizer
 from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .data import ByteTokenizer, CharTokenizer, TextDataset, load_text, make_tokenizer
 from .decoding import beam_search, sample_next
@@ -7,6 +8,6 @@ from .ngram import NGramModel, metrics
 from .presets import PRESETS
 from .train import TrainConfig, Trainer, TrainingDiverged, evaluate
 
-__all__ = ["GPT", "GPTConfig", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text", "make_tokenizer",
-           "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next", "PRESETS",
-           "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = ["GPT", "GPTConfig", "BPETokenizer", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text",
+           "make_tokenizer", "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next",
+           "PRESETS", "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]

@@ -200,6 +200,19 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_params() + 12 * c.n_layer * c.block_size * c.n_embd
 
+    @classmethod
+    def from_pretrained(cls, name_or_path, dropout=0.0, block_size=None):
+        """GPT-2's weights from a Hugging Face folder (config.json + model.safetensors) or a hub name ("gpt2",
+        "gpt2-medium", "gpt2-large", "gpt2-xl"); block_size below 1024 keeps the first positions. See
+        gpt/pretrained.py."""
+        from .pretrained import load_gpt2   # here, not at the top: pretrained.py builds GPTConfig from this module
+        return load_gpt2(cls, name_or_path, dropout, block_size)
+
+    def save_pretrained(self, folder, tokenizer=None):
+        """Write a folder that transformers' GPT2LMHeadModel.from_pretrained loads (and GPT.from_pretrained)."""
+        from .pretrained import save_gpt2
+        save_gpt2(self, folder, tokenizer)
+
     @tl.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, greedy=False, use_cache=True):
         """Extend idx (B, T) by max_new_tokens sampled tokens.
