@@ -5,9 +5,11 @@ from .data import ByteTokenizer, CharTokenizer, TextDataset, load_text, make_tok
 from .decoding import beam_search, sample_next
 from .model import GPT, GPTConfig
 from .ngram import NGramModel, metrics
+from .outdir import OutDirError, SaveError
 from .presets import PRESETS
 from .train import TrainConfig, Trainer, TrainingDiverged, evaluate
 
 __all__ = ["GPT", "GPTConfig", "BPETokenizer", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text",
            "make_tokenizer", "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next",
-           "PRESETS", "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]
+           "PRESETS", "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint",
+           "OutDirError", "SaveError"]

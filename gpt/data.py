@@ -76,12 +76,18 @@ class ByteTokenizer:
         return {"kind": self.kind}
 
 
+TOKENIZERS = ("char", "byte")
+
+
 def tokenizer_from_dict(d):
-    if d.get("kind") == "char":
+    """The tokenizer that `to_dict()` described; ValueError saying what is wrong with any other value."""
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char" and isinstance(d.get("chars"), str) and d["chars"]:
         return CharTokenizer(d["chars"])
-    if d.get("kind") == "byte":
+    if kind == "byte":
         return ByteTokenizer()
-    raise ValueError(f"unknown tokenizer description {d!r}")
+    raise ValueError(f"not a tokenizer description: {d!r:.80} (expected {{'kind': 'char', 'chars': '...'}} or "
+                     "{'kind': 'byte'})")
 
 
 def make_tokenizer(kind, text):
@@ -89,18 +95,25 @@ def make_tokenizer(kind, text):
         return CharTokenizer.from_text(text)
     if kind == "byte":
         return ByteTokenizer()
-    raise ValueError(f"tokenizer must be 'char' or 'byte', got {kind!r}")
+    raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
 
 
 def load_text(path):
     """Read a UTF-8 text file, with errors that say what is wrong with it."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"data file not found: {path}")
+    if os.path.isdir(path):
+        raise ValueError(f"data file {path} is a directory: give a UTF-8 text file")
+    if not os.path.isfile(path):
+        raise ValueError(f"data file {path} is not a regular file (a device, pipe or socket): give a UTF-8 text file")
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read()
+            text = f.read()
     except UnicodeDecodeError as err:
         raise ValueError(f"data file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if not text:
+        raise ValueError(f"data file {path} is empty")
+    return text
 
 
 class TextDataset:

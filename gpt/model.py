@@ -12,6 +12,7 @@ import tensorlite as tl
 import tensorlite.functional as F
 from tensorlite import nn
 
+from .config import ConfigError, check_range, check_types
 from .decoding import check_decoding_args, sample_next
 
 POS_ENCODINGS = ("learned", "sinusoidal", "none")
@@ -30,15 +31,14 @@ class GPTConfig:
     pos_encoding: str = "learned"
 
     def __post_init__(self):
+        check_types(self)
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {getattr(self, name)}")
+            check_range(self, name, 1)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_range(self, "dropout", 0, 1, high_open=True)
         if self.pos_encoding not in POS_ENCODINGS:
-            raise ValueError(f"pos_encoding must be one of {POS_ENCODINGS}, got {self.pos_encoding!r}")
+            raise ConfigError("pos_encoding", f"must be one of {', '.join(POS_ENCODINGS)}, got {self.pos_encoding!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -160,7 +160,7 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None, cache=None):
         """idx (B, T) integer ids -> (logits (B, T, vocab), mean cross-entropy loss or None)."""
-        idx = idx if isinstance(idx, tl.Tensor) else tl.tensor(idx)
+        idx = _token_ids(idx, "GPT")
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
@@ -222,9 +222,7 @@ class GPT(nn.Module):
         the uncached path computes, so both give the same tokens for the same seed).
         """
         check_decoding_args(temperature, top_k, top_p, greedy)
-        idx = idx if isinstance(idx, tl.Tensor) else tl.tensor(idx)
-        if idx.ndim != 2 or idx.shape[1] == 0:
-            raise ValueError(f"generate needs a (B, T) prompt with T >= 1 token, got shape {idx.shape}")
+        idx = _token_ids(idx, "generate")
         was_training = self.training
         self.eval()
         cache, fed = None, 0     # fed: how many tokens of idx the cache has seen
@@ -242,3 +240,12 @@ class GPT(nn.Module):
             idx = tl.cat([idx, tl.tensor(next_id)], axis=1)
         self.train(was_training)
         return idx
+
+
+def _token_ids(idx, caller):
+    """idx as a Tensor, or a ValueError unless it is (B, T) with T >= 1."""
+    idx = idx if isinstance(idx, tl.Tensor) else tl.tensor(idx)
+    if idx.ndim != 2 or idx.shape[1] == 0:
+        hint = " (one sequence: pass idx[None])" if idx.ndim == 1 and idx.shape[0] else ""
+        raise ValueError(f"{caller} takes (B, T) token ids with T >= 1, got shape {idx.shape}{hint}")
+    return idx

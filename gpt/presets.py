@@ -1,4 +1,7 @@
 """Named training configurations (model and optimisation), after nanoGPT's shakespeare-char configs."""
+from dataclasses import fields
+
+from .model import GPTConfig
 
 _COMMON = dict(weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, bias=False, pos_encoding="learned",
                learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, log_interval=10)
@@ -15,4 +18,7 @@ PRESETS = {
                 max_iters=5000, lr_decay_iters=5000, eval_interval=250, eval_iters=200),
 }
 
-MODEL_KEYS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos_encoding")
+DEVICE_PRESETS = {"cpu": "cpu", "cuda": "gpu"}   # the preset a run gets when it names only its device
+
+# The TrainConfig fields that are GPTConfig's (the vocabulary comes from the tokenizer, not from a config)
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")

@@ -3,14 +3,15 @@
 Everything a run depends on (model, optimizer, iteration, both random streams, config, tokenizer) is in the
 checkpoint, so `resume` continues the same run: on CPU, 20 steps straight and 10 + resume + 10 give identical
 parameters. Ctrl-C finishes the current step, saves and returns; a nan/inf loss stops the run with a clear message
-and leaves the last good checkpoint in place.
+and leaves the last good checkpoint in place. A run owns its out-dir (gpt/outdir.py): one trainer at a time, and a
+new run never replaces another run's checkpoint unless it is told to (`overwrite`).
 """
-import json
+import contextlib
 import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from tqdm import tqdm
@@ -18,76 +19,107 @@ from tqdm import tqdm
 import tensorlite as tl
 from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
-from tensorlite.parallel import ShardedStep, shards_for
+from tensorlite.parallel import ShardedStep, WorkerDied, shards_for
 
-from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
-from .data import DEFAULT_DATA, TextDataset, load_text, make_tokenizer, tokenizer_from_dict
-from .model import GPT, GPTConfig
+from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, meta_field, read_meta, save_checkpoint
+from .config import ConfigError, check_range, check_types
+from .data import DEFAULT_DATA, TOKENIZERS, TextDataset, load_text, make_tokenizer
+from .model import GPT, POS_ENCODINGS, GPTConfig
 from .ngram import metrics
-from .presets import MODEL_KEYS, PRESETS
-
-LOG = "log.jsonl"
+from .outdir import OutDir, SaveError
+from .presets import DEVICE_PRESETS, MODEL_KEYS, PRESETS
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became nan or inf."""
 
 
+def _option(default, doc, **cli):
+    """A TrainConfig field and its help text (examples/train_char_gpt.py makes one flag of each field)."""
+    return field(default=default, metadata={"help": doc, **cli})
+
+
 @dataclass
 class TrainConfig:
-    out_dir: str = "out-char-gpt"
-    device: str = "cpu"
-    seed: int = 1337
-    data: str = DEFAULT_DATA
-    tokenizer: str = "char"
+    out_dir: str = _option("out-char-gpt", "where ckpt.npz, log.jsonl and loss.png are written")
+    device: str = _option("cpu", "where to train; with no preset named it picks one (cpu: cpu, cuda: gpu)",
+                          choices=backend.DEVICES)
+    seed: int = _option(1337, "seeds the initial weights, dropout and the batches")
+    data: str = _option(DEFAULT_DATA, "a UTF-8 text file (default: data/tinyshakespeare.txt)")
+    tokenizer: str = _option("char", "char: the text's characters, with UTF-8 byte fallback; byte: the 256 bytes",
+                             choices=TOKENIZERS)
     # model
-    block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
-    pos_encoding: str = "learned"
+    block_size: int = _option(64, "context length")
+    n_layer: int = _option(4, "transformer blocks")
+    n_head: int = _option(4, "attention heads")
+    n_embd: int = _option(128, "width")
+    dropout: float = _option(0.0, "dropout probability")
+    bias: bool = _option(True, "biases in Linear and LayerNorm (the presets have none, as nanoGPT)")
+    pos_encoding: str = _option("learned", "position information", choices=POS_ENCODINGS)
     # optimisation
-    batch_size: int = 12
-    grad_accum: int = 1
-    max_iters: int = 2000
-    learning_rate: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int = 2000
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    cpu_shards: int = 0       # CPU: split each batch across this many cores (tensorlite.parallel); 0: auto, 1: off
-    tf32: bool = True         # GPU: TF32 float32 matmuls (as PyTorch's allow_tf32); False keeps full float32
+    batch_size: int = _option(12, "sequences per micro-batch")
+    grad_accum: int = _option(1, "micro-batches per optimizer step")
+    max_iters: int = _option(2000, "the iteration to stop at, a resumed run's earlier ones included (0: only "
+                                   "evaluate and save)")
+    learning_rate: float = _option(1e-3, "peak learning rate")
+    min_lr: float = _option(1e-4, "final learning rate")
+    warmup_iters: int = _option(100, "linear warmup steps")
+    lr_decay_iters: int = _option(2000, "cosine decay length")
+    weight_decay: float = _option(0.1, "AdamW weight decay")
+    beta1: float = _option(0.9, "AdamW beta1")
+    beta2: float = _option(0.99, "AdamW beta2")
+    grad_clip: float = _option(1.0, "clip the gradients' global norm to this (0: off)")
+    cpu_shards: int = _option(0, "CPU: split each batch across this many cores (tensorlite.parallel); 0: auto, "
+                                 "1: off")
+    tf32: bool = _option(True, "GPU: TF32 float32 matmuls (as PyTorch's allow_tf32); off: full float32")
     # evaluation and logging
-    eval_interval: int = 250
-    eval_iters: int = 20
-    log_interval: int = 10
+    eval_interval: int = _option(250, "steps between evaluations")
+    eval_iters: int = _option(20, "batches per evaluation")
+    log_interval: int = _option(10, "steps between log lines")
 
     @classmethod
-    def from_preset(cls, name, **overrides):
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    def from_preset(cls, name=None, **overrides):
+        """A preset's values (name None: the device's preset, DEVICE_PRESETS) with overrides on top."""
+        if name is None:
+            name = DEVICE_PRESETS[backend.check_device(overrides.get("device", cls.device))]
+        return cls(**{**_preset(name), **overrides})
+
+    @classmethod
+    def resumed(cls, preset=None, **overrides):
+        """The config a resumed run continues with: the one its checkpoint (in overrides' out_dir) was trained
+        with, then the values of a preset if one is named, then overrides. What is not changed stays as it was."""
+        path = os.path.join(overrides.get("out_dir", cls.out_dir), CHECKPOINT)
         known = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in PRESETS[name].items() if k in known}, **overrides})
+        saved = {k: v for k, v in meta_field(read_meta(path), path, "train_config").items() if k in known}
+        try:
+            cls(**saved)
+        except (ValueError, backend.DeviceError) as err:   # a ConfigError here is the file's, not a flag's
+            raise CheckpointError(f"checkpoint {path}: field 'train_config' is not valid ({err})") from None
+        return cls(**{**saved, **(_preset(preset) if preset else {}), **overrides})
 
     def __post_init__(self):
-        positive = ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters", "log_interval")
-        for name in positive:
-            if getattr(self, name) < (0 if name == "max_iters" else 1):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.cpu_shards < 0:
-            raise ValueError(f"cpu_shards must be 0 (auto) or positive, got {self.cpu_shards}")
-        if self.learning_rate <= 0 or self.min_lr < 0:
-            raise ValueError(f"learning rates must be positive, got {self.learning_rate} and {self.min_lr}")
+        check_types(self)
+        for name in ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
+            check_range(self, name, 1)
+        for name in ("seed", "max_iters", "warmup_iters", "lr_decay_iters", "cpu_shards", "min_lr",
+                     "weight_decay", "grad_clip"):
+            check_range(self, name, 0)
+        check_range(self, "learning_rate", 0, low_open=True)
+        for name in ("beta1", "beta2"):
+            check_range(self, name, 0, 1, high_open=True)
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
         backend.check_device(self.device)
         self.model_config()  # validates the model fields
 
     def model_config(self, vocab_size=1):
         return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_KEYS})
+
+
+def _preset(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 def lr_at(cfg, it):
@@ -124,18 +156,36 @@ def model_loss(model, x, y):
 
 
 class Trainer:
-    def __init__(self, cfg, resume=False):
+    """One run in cfg.out_dir. resume: continue the run whose checkpoint is there; overwrite: start afresh even
+    though one is there (without either, a checkpoint there is an error: the new run would replace it). The
+    trainer holds the out-dir's lock from here to the end of run()."""
+
+    def __init__(self, cfg, resume=False, overwrite=False):
+        if resume and overwrite:
+            raise ValueError("resume continues the run in the out-dir, overwrite replaces it: choose one")
         self.cfg = cfg
         if cfg.device == "cuda":
             backend.set_tf32(cfg.tf32)
-        self.path = os.path.join(cfg.out_dir, CHECKPOINT)
         text = load_text(cfg.data)
+        self.out = OutDir(cfg.out_dir)
+        self.path = self.out.checkpoint
+        try:
+            self.out.open()
+            if not resume and not overwrite:
+                self.out.refuse_to_replace()
+            self._start(text, resume)
+        except BaseException:
+            self.out.unlock()
+            raise
+
+    def _start(self, text, resume):
+        cfg = self.cfg
         tl.manual_seed(cfg.seed)
         self.batch_rng = np.random.default_rng(cfg.seed)
         meta = None
         if resume:
             model_state, optimizer_state, meta = load_checkpoint(self.path)
-            self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
+            self.tokenizer = meta_field(meta, self.path, "tokenizer")
             self._check_same_model(meta)
             self._check_same_vocabulary(make_tokenizer(cfg.tokenizer, text))
         else:
@@ -146,46 +196,75 @@ class Trainer:
         self.sharded = ShardedStep(self.model, shards_for(cfg.device, cfg.batch_size, cfg.cpu_shards,
                                                           self.model.flops_per_token() * cfg.block_size))
         self.iter_num, self.best_val = 0, math.inf
-        self.saved_iter, self.last_eval = None, None
+        self.saved_iter, self.last_eval, self.eval_iter = None, None, None
+        self.changed = {}   # the config values that differ from the checkpoint's: name -> (there, here)
         if meta is not None:
             self._restore(model_state, optimizer_state, meta)
 
     def _check_same_model(self, meta):
-        saved = meta["model_config"]
-        wanted = {k: getattr(self.cfg, k) for k in MODEL_KEYS}
-        different = {k: (saved[k], v) for k, v in wanted.items() if saved[k] != v and k != "dropout"}
+        saved = meta_field(meta, self.path, "model_config")
+        different = {k: (getattr(saved, k), getattr(self.cfg, k)) for k in MODEL_KEYS
+                     if k != "dropout" and getattr(saved, k) != getattr(self.cfg, k)}
         if different:
             raise CheckpointError("the checkpoint in {} was trained with another model config: {}".format(
                 self.cfg.out_dir, ", ".join(f"{k}={a} there, {b} here" for k, (a, b) in different.items())))
 
     def _check_same_vocabulary(self, wanted):
         """Resuming with another --tokenizer or with --data of other characters would silently keep the old
-        vocabulary (and train on a text it was not built for): say so instead."""
+        vocabulary (and train on a text it was not built for): say so instead, naming the difference."""
         saved = self.tokenizer
-        if saved.to_dict() != wanted.to_dict():
-            raise CheckpointError(
-                f"the checkpoint in {self.cfg.out_dir} was trained with another vocabulary: {saved.kind} tokenizer "
-                f"with {saved.vocab_size} ids there, {wanted.kind} with {wanted.vocab_size} here (another "
-                "--tokenizer, or --data with other characters?)")
+        if saved.to_dict() == wanted.to_dict():
+            return
+        if saved.kind != wanted.kind:
+            difference = f"a {saved.kind} tokenizer there, {wanted.kind} here (another --tokenizer?)"
+        else:
+            there, here = set(saved.chars), set(wanted.chars)
+            sides = (("in the checkpoint's vocabulary", there - here), (f"in {self.cfg.data}", here - there))
+            difference = "; ".join(f"{len(chars)} character(s) only {where}: {_some(chars)}"
+                                   for where, chars in sides if chars) + " (--data with other characters?)"
+        raise CheckpointError(f"the checkpoint in {self.cfg.out_dir} was trained with another vocabulary: "
+                              f"{difference}")
 
     def _restore(self, model_state, optimizer_state, meta):
+        this_run = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optimizer_state)
-        except (KeyError, ValueError) as err:
+        except (KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"checkpoint {self.path} does not fit this model: {err}") from None
-        self.iter_num, self.best_val = meta["iter_num"], meta["best_val_loss"]
+        for group, options in zip(self.optimizer.param_groups, this_run):
+            group.update(options)   # the moments are the checkpoint's, the betas and decay this config's
+        self.iter_num = meta_field(meta, self.path, "iter_num")
+        self.best_val = meta_field(meta, self.path, "best_val_loss")
         self.saved_iter = self.iter_num
+        meta_field(meta, self.path, "rng")   # checks both states
         self.batch_rng.bit_generator.state = meta["rng"]["batches"]
         tl.set_rng_state(meta["rng"]["framework"], "cpu")
+        saved = meta_field(meta, self.path, "train_config")
+        self.changed = {k: (saved[k], v) for k, v in asdict(self.cfg).items()
+                        if k in saved and saved[k] != v and k != "out_dir"}   # a moved run is the same run
 
     def save(self):
         meta = {"iter_num": self.iter_num, "best_val_loss": self.best_val, "tokenizer": self.tokenizer.to_dict(),
                 "model_config": self.model.config.to_dict(), "train_config": asdict(self.cfg),
                 "rng": {"batches": self.batch_rng.bit_generator.state,
                         "framework": tl.get_rng_state("cpu")}}
-        save_checkpoint(self.path, self.model.state_dict(), self.optimizer.state_dict(), meta)
+        with self._writing(self.path):
+            save_checkpoint(self.path, self.model.state_dict(), self.optimizer.state_dict(), meta)
         self.saved_iter = self.iter_num
+
+    def _kept(self):
+        if self.saved_iter is None:
+            return "this run has saved no checkpoint yet"
+        return f"the last good checkpoint ({self.path}, iteration {self.saved_iter}) is intact"
+
+    @contextlib.contextmanager
+    def _writing(self, path):
+        """A failed write (a full or read-only disk) as one SaveError naming the file and what was kept."""
+        try:
+            yield
+        except OSError as err:
+            raise SaveError(f"could not write {path} ({err.strerror or err}); {self._kept()}") from None
 
     def step(self):
         """One optimizer step over grad_accum micro-batches; returns the loss as a 0-d Tensor (no host sync)."""
@@ -205,20 +284,23 @@ class Trainer:
         self.iter_num += 1
         return total * (1.0 / cfg.grad_accum), lr
 
-    def evaluate(self):
+    def estimate_loss(self):
+        """`evaluate` of both splits, from a stream of batches of its own (evaluating never shifts the training
+        batches)."""
         cfg = self.cfg
-        seed = cfg.seed * 1_000_003 + self.iter_num   # its own stream: evaluating never shifts the training batches
+        seed = cfg.seed * 1_000_003 + self.iter_num
         return {split: evaluate(self.model, self.dataset, split, cfg.eval_iters, cfg.batch_size, cfg.device, seed)
                 for split in ("train", "val")}
 
     def log(self, record):
-        with open(os.path.join(self.cfg.out_dir, LOG), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        with self._writing(self.out.log_path):
+            self.out.log(record)
 
     def run(self, progress=True):
-        """Train until max_iters (or Ctrl-C). Returns a summary dict."""
+        """Train until max_iters (or Ctrl-C). Returns a summary dict: status ('finished' or 'interrupted'), iter,
+        best_val_loss, and last_eval (both splits' metrics) from the evaluation at iteration eval_iter."""
         cfg = self.cfg
-        os.makedirs(cfg.out_dir, exist_ok=True)
+        self.out.lock()
         interrupted = []
         previous_handler = _install_sigint(interrupted)
         bar = tqdm(total=cfg.max_iters, initial=self.iter_num, disable=not progress, dynamic_ncols=True,
@@ -227,6 +309,8 @@ class Trainer:
         last = {"time": time.perf_counter(), "iter": self.iter_num}
         status = "finished"
         try:
+            with self._writing(self.out.log_path):
+                self.out.trim_log(self.saved_iter)   # records past the checkpoint are logged again
             while self.iter_num < cfg.max_iters:
                 if self.iter_num % cfg.eval_interval == 0 and self.iter_num != self.saved_iter:
                     self._evaluate_and_save(bar)
@@ -235,9 +319,8 @@ class Trainer:
                 if self.iter_num % cfg.log_interval == 0 or self.iter_num == cfg.max_iters or cfg.device == "cpu":
                     value = loss.item()   # the only host sync of a step, and only at log intervals on GPU
                     if not math.isfinite(value):
-                        raise TrainingDiverged(
-                            f"loss is {value} at iteration {self.iter_num}: training stopped; the last good "
-                            f"checkpoint ({self.path}) was kept. Try a lower --lr or --grad-clip.")
+                        raise TrainingDiverged(f"loss is {value} at iteration {self.iter_num}: training stopped; "
+                                               f"{self._kept()}. Try a lower --lr or --grad-clip.")
                     if self.iter_num % cfg.log_interval == 0:
                         ms = (time.perf_counter() - last["time"]) / (self.iter_num - last["iter"]) * 1e3
                         last.update(time=time.perf_counter(), iter=self.iter_num)
@@ -252,17 +335,28 @@ class Trainer:
                 self.save()
             elif self.iter_num != self.saved_iter:
                 self._evaluate_and_save(bar)
+            with self._writing(self.out.plot_path):
+                self.out.plot_losses()
+        except MemoryError as err:
+            raise MemoryError(f"out of memory at iteration {self.iter_num} with micro-batches of {cfg.batch_size:,} "
+                              f"x {cfg.block_size:,} tokens (--batch-size x --block-size): try a smaller "
+                              f"--batch-size (a larger --grad-accum keeps the tokens per step) ({err})") from None
+        except WorkerDied as err:
+            raise WorkerDied(f"{err}; {self._kept()}: --resume continues it (--cpu-shards 1: no worker "
+                             "processes)") from None
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"stopped at once at iteration {self.iter_num}; {self._kept()}") from None
         finally:
             bar.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
-        plot_losses(cfg.out_dir)
+            self.out.unlock()
         return {"status": status, "iter": self.iter_num, "best_val_loss": self.best_val,
-                "last_eval": self.last_eval}
+                "last_eval": self.last_eval, "eval_iter": self.eval_iter}
 
     def _evaluate_and_save(self, bar):
-        losses = self.evaluate()
-        self.last_eval = losses
+        losses = self.estimate_loss()
+        self.last_eval, self.eval_iter = losses, self.iter_num
         self.best_val = min(self.best_val, losses["val"]["loss"])
         bar.write(f"iter {self.iter_num}: train loss {losses['train']['loss']:.4f}, val loss "
                   f"{losses['val']['loss']:.4f} (perplexity {losses['val']['perplexity']:.2f}, "
@@ -271,8 +365,15 @@ class Trainer:
                   "val_perplexity": losses["val"]["perplexity"], "val_bpc": losses["val"]["bpc"]})
         if not math.isfinite(losses["val"]["loss"]):
             raise TrainingDiverged(f"val loss is {losses['val']['loss']} at iteration {self.iter_num}: stopped; "
-                                   f"the last good checkpoint ({self.path}) was kept")
+                                   f"{self._kept()}")
         self.save()
+
+
+def _some(chars, shown=10):
+    """A few characters of a set, as Python writes them ('\\n', not a line break)."""
+    listed = sorted(chars)
+    return ", ".join(repr(c) for c in listed[:shown]) + (f" and {len(listed) - shown} more" if len(listed) > shown
+                                                           else "")
 
 
 def _install_sigint(flag):
@@ -286,34 +387,3 @@ def _install_sigint(flag):
         return signal.signal(signal.SIGINT, handler)
     except ValueError:   # not the main thread: leave signals alone
         return None
-
-
-def plot_losses(out_dir):
-    """loss.png in out_dir: training loss per logged step and train/val loss at each evaluation."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = os.path.join(out_dir, LOG)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    steps = [(r["iter"], r["loss"]) for r in records if "loss" in r]
-    evals = [(r["iter"], r["train_loss"], r["val_loss"]) for r in records if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if steps:
-        ax.plot(*zip(*steps), lw=0.8, alpha=0.6, label="train (step)")
-    if evals:
-        it, tr, va = zip(*evals)
-        ax.plot(it, tr, "o-", label="train (eval)")
-        ax.plot(it, va, "s-", label="val (eval)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy loss (nats)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out = os.path.join(out_dir, "loss.png")
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out

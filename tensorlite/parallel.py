@@ -48,6 +48,11 @@ def shards_for(device, batch_size, requested=0, flops_per_row=math.inf):
     return (requested or auto_shards(batch_size, flops_per_row)) if device == "cpu" else 1
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended in the middle of a step (killed, or out of memory): the step's gradients are lost,
+    the next call starts new workers."""
+
+
 class ShardedStep:
     """`step(loss_fn, *batch)`: forward and backward of `loss_fn(module, *shard)` over row shards of a batch, in
     parallel; the gradients of the batch's mean loss (each shard's mean weighted by its share of the rows) are
@@ -170,8 +175,11 @@ class _Worker:
 
     def _died(self):
         self.process.join(timeout=1)
-        raise RuntimeError(f"ShardedStep worker {self.process.name} exited unexpectedly (exit code "
-                           f"{self.process.exitcode})") from None
+        code = self.process.exitcode
+        how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 and -code in
+               signal.valid_signals() else f"exit code {code}")
+        hint = ": out of memory?" if code == -signal.SIGKILL else ""
+        raise WorkerDied(f"shard worker {self.process.name} exited unexpectedly ({how}{hint})") from None
 
     def add_grads_into(self, params, has_grad):
         for p, g, present in zip(params, _flat_views(self.grads, params), has_grad):

@@ -76,7 +76,7 @@ def test_invalid_decoding_values(kwargs, message):
 def test_invalid_values_are_errors_before_any_token_is_drawn():
     with pytest.raises(ValueError, match="temperature must be > 0"):
         tiny_model().generate(tl.tensor([[1]]), 0, temperature=-1.0)
-    with pytest.raises(ValueError, match="T >= 1 token"):
+    with pytest.raises(ValueError, match="token ids with T >= 1"):
         tiny_model().generate(tl.tensor(np.zeros((1, 0), dtype=np.int64)), 2)
 
 

@@ -1,4 +1,6 @@
 """Tokenizers and the dataset."""
+import os
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,17 @@ def test_load_text_errors(tmp_path):
     bad.write_bytes(b"\xff\xfe\x00abc")
     with pytest.raises(ValueError, match="not UTF-8"):
         load_text(str(bad))
+    with pytest.raises(ValueError, match="is a directory: give a UTF-8 text file"):
+        load_text(str(tmp_path))
+    with pytest.raises(ValueError, match="is not a regular file"):
+        load_text(os.devnull)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        load_text(str(empty))
+
+
+@pytest.mark.parametrize("description", [None, [], {"kind": "word"}, {"kind": "char"}, {"kind": "char", "chars": 5}])
+def test_a_bad_tokenizer_description_says_what_it_is(description):
+    with pytest.raises(ValueError, match="not a tokenizer description"):
+        tokenizer_from_dict(description)

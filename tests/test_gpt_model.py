@@ -6,6 +6,7 @@ import pytest
 
 import tensorlite as tl
 from gpt import GPT, GPTConfig
+from gpt.config import ConfigError
 
 
 def tiny(**kw):
@@ -47,11 +48,31 @@ def test_sequence_longer_than_block_size_is_an_error():
         tiny()(tl.tensor(np.zeros((1, 17), dtype=np.int64)))
 
 
+def test_ids_that_are_not_b_by_t_are_an_error():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"GPT takes \(B, T\) token ids with T >= 1, got shape \(5,\) \(one sequence: "
+                                         r"pass idx\[None\]\)"):
+        model(tl.tensor(np.zeros(5, dtype=np.int64)))
+    with pytest.raises(ValueError, match=r"got shape \(2, 0\)$"):
+        model(tl.tensor(np.zeros((2, 0), dtype=np.int64)))
+    with pytest.raises(ValueError, match=r"generate takes \(B, T\) token ids with T >= 1, got shape \(1, 0\)"):
+        model.generate(np.zeros((1, 0), dtype=np.int64), 3)
+
+
 def test_bad_configs_are_errors():
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(n_embd=10, n_head=3)
-    with pytest.raises(ValueError, match="pos_encoding"):
+    with pytest.raises(ValueError, match="pos_encoding must be one of learned, sinusoidal, none, got 'rotary'"):
         GPTConfig(pos_encoding="rotary")
+    for kwargs, message in [(dict(block_size=2.5), "block_size must be an integer, got 2.5"),
+                            (dict(n_layer=True), "n_layer must be an integer, got True"),
+                            (dict(n_head=0), "n_head must be >= 1, got 0"),
+                            (dict(dropout=float("nan")), "dropout must be a finite number, got nan"),
+                            (dict(bias="no"), "bias must be True or False, got 'no'")]:
+        with pytest.raises(ConfigError) as err:
+            GPTConfig(**kwargs)
+        assert str(err.value) == message and err.value.field == next(iter(kwargs))
+    assert GPTConfig(block_size=np.int64(8)).block_size == 8   # NumPy integers are integers
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal", "none"])

@@ -1,13 +1,15 @@
 """The training loop: exact resume, atomic checkpoints, corrupt checkpoints, divergence, logs and plots."""
+import errno
 import json
 import os
+import tempfile
 
 import numpy as np
 import pytest
 
-from gpt import TrainConfig, Trainer, TrainingDiverged
-from gpt.checkpoint import CheckpointError, load_checkpoint
-from gpt.train import CHECKPOINT
+from gpt import OutDirError, SaveError, TrainConfig, Trainer, TrainingDiverged
+from gpt.checkpoint import CHECKPOINT, META_KEY, CheckpointError, load_checkpoint
+from gpt.config import ConfigError
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "tinyshakespeare.txt")
 
@@ -140,3 +142,198 @@ def test_tf32_choice_reaches_cupy(tmp_path, monkeypatch):
     with pytest.raises(backend.DeviceError):   # the model's move to the GPU fails here, after the choice was made
         Trainer(TrainConfig.from_preset("tiny", device="cuda", tf32=False, out_dir=str(tmp_path)))
     assert calls == [False]
+
+
+def rewrite_meta(path, change):
+    """The checkpoint at path with its JSON metadata replaced by change(meta)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[META_KEY] = np.array(json.dumps(change(json.loads(str(arrays[META_KEY])))))
+    np.savez(path, **arrays)
+
+
+def without(key):
+    return lambda meta: {k: v for k, v in meta.items() if k != key}
+
+
+def replaced(key, value):
+    return lambda meta: {**meta, key: value}
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda meta: [meta], "its metadata is a JSON list, not an object"),
+    (without("optimizer"), "has no 'optimizer' field"),
+    (without("tokenizer"), "has no 'tokenizer' field"),
+    (replaced("tokenizer", {"kind": "word"}), r"field 'tokenizer' is not valid \(not a tokenizer description"),
+    (lambda meta: {**meta, "model_config": {**meta["model_config"], "n_experts": 8}},
+     r"field 'model_config' is not valid \(unknown key\(s\) \['n_experts'\]\)"),
+    (lambda meta: {**meta, "model_config": {**meta["model_config"], "n_layer": 1.5}},
+     "field 'model_config' is not valid .n_layer must be an integer, got 1.5"),
+    (replaced("iter_num", "ten"), r"field 'iter_num' is not valid \(expected an integer >= 0, got 'ten'\)"),
+    (replaced("rng", {"batches": 5, "framework": 5}), r"field 'rng' is not valid \(state must be a dict\)"),
+    (replaced("rng", {"batches": {}}), "field 'rng' is not valid"),
+    (lambda meta: {**meta, "optimizer": {"param_groups": 3, "scalars": {}}}, "field 'optimizer' is not valid"),
+    (replaced("train_config", [1]), "field 'train_config' is not valid"),
+])
+def test_checkpoint_metadata_is_checked_where_it_is_read(tmp_path, change, message):
+    cfg = config(tmp_path, "meta", max_iters=1)
+    Trainer(cfg).run(progress=False)
+    path = os.path.join(cfg.out_dir, CHECKPOINT)
+    rewrite_meta(path, change)
+    damaged = open(path, "rb").read()
+    with pytest.raises(CheckpointError, match=message):
+        Trainer(cfg, resume=True)
+    assert open(path, "rb").read() == damaged   # nothing was written over it
+    Trainer(cfg, resume=False, overwrite=True)   # and the failed trainer left the out-dir unlocked
+
+
+def test_a_checkpoint_of_random_bytes_is_a_clear_error(tmp_path):
+    path = tmp_path / CHECKPOINT
+    path.write_bytes(np.random.default_rng(0).bytes(10_000))
+    with pytest.raises(CheckpointError, match="corrupt or not a tensorlite checkpoint .not a .npz archive") as err:
+        load_checkpoint(str(path))
+    assert "allow_pickle" not in str(err.value)
+
+
+def test_train_config_values_are_checked_at_once(tmp_path):
+    for kwargs, message in [
+        (dict(beta1=1.0), "beta1 must be in [0, 1), got 1.0"), (dict(beta1=1.5), "beta1 must be in [0, 1)"),
+        (dict(beta1=-3.0), "beta1 must be in [0, 1), got -3.0"), (dict(beta2=1.0), "beta2 must be in [0, 1)"),
+        (dict(grad_clip=float("nan")), "grad_clip must be a finite number, got nan"),
+        (dict(learning_rate=float("inf")), "learning_rate must be a finite number, got inf"),
+        (dict(learning_rate=float("nan")), "learning_rate must be a finite number, got nan"),
+        (dict(learning_rate=0.0), "learning_rate must be > 0, got 0.0"),
+        (dict(min_lr=float("nan")), "min_lr must be a finite number"),
+        (dict(weight_decay=float("nan")), "weight_decay must be a finite number"),
+        (dict(seed=-1), "seed must be >= 0, got -1"), (dict(max_iters=-1), "max_iters must be >= 0, got -1"),
+        (dict(batch_size=0), "batch_size must be >= 1, got 0"), (dict(max_iters="10"), "max_iters must be an integer, got '10'"),
+        (dict(tokenizer="word"), "tokenizer must be one of char, byte"), (dict(bias=1), "bias must be True or False"),
+        (dict(block_size=2.5), "block_size must be an integer, got 2.5"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            config(tmp_path, "x", **kwargs)
+        assert str(err.value).startswith(message), (kwargs, str(err.value))
+        assert err.value.field == next(iter(kwargs))
+    assert not (tmp_path / "x").exists()
+
+
+def test_max_iters_0_evaluates_and_saves_the_initial_model(tmp_path):
+    summary = Trainer(config(tmp_path, "zero", max_iters=0)).run(progress=False)
+    assert summary["status"] == "finished" and summary["iter"] == 0 and summary["eval_iter"] == 0
+    assert load_checkpoint(os.path.join(tmp_path, "zero", CHECKPOINT))[2]["iter_num"] == 0
+
+
+def test_one_trainer_at_a_time_per_out_dir(tmp_path):
+    cfg = config(tmp_path, "lock", max_iters=2)
+    first = Trainer(cfg)
+    with pytest.raises(OutDirError, match=f"another trainer .process {os.getpid()}. is using out-dir {cfg.out_dir}"):
+        Trainer(cfg, overwrite=True)
+    first.run(progress=False)                 # the lock is the run's: released when it returns
+    Trainer(cfg, resume=True).run(progress=False)
+
+
+def test_a_new_run_does_not_replace_a_checkpoint(tmp_path):
+    cfg = config(tmp_path, "refuse", max_iters=2)
+    Trainer(cfg).run(progress=False)
+    with pytest.raises(OutDirError, match="holds iteration 2 of another run: --resume to continue it, --overwrite"):
+        Trainer(cfg)
+    with pytest.raises(ValueError, match="choose one"):
+        Trainer(cfg, resume=True, overwrite=True)
+
+
+def test_resume_keeps_one_record_per_iteration_in_the_log(tmp_path):
+    cfg = config(tmp_path, "log", max_iters=10)
+    Trainer(cfg).run(progress=False)
+    log = os.path.join(cfg.out_dir, "log.jsonl")
+    with open(log, "a") as f:   # what a run killed after its checkpoint had logged, and a line cut short
+        f.write(json.dumps({"iter": 11, "loss": 9.0}) + "\n" + json.dumps({"iter": 12, "loss": 9.0}) + "\n{\"it")
+    Trainer(config(tmp_path, "log", max_iters=15), resume=True).run(progress=False)
+    records = [json.loads(line) for line in open(log)]
+    assert [r["iter"] for r in records if "loss" in r] == [5, 10, 15] and 9.0 not in [r.get("loss") for r in records]
+    assert [r["iter"] for r in records if "val_loss" in r] == [0, 10, 15]
+
+
+def test_resume_applies_this_configs_optimizer_values(tmp_path):
+    Trainer(config(tmp_path, "opt", max_iters=5)).run(progress=False)
+    resumed = Trainer(config(tmp_path, "opt", max_iters=5, weight_decay=0.3, beta1=0.7, beta2=0.9), resume=True)
+    assert [(g["weight_decay"], tuple(g["betas"])) for g in resumed.optimizer.param_groups] == \
+        [(0.3, (0.7, 0.9)), (0.0, (0.7, 0.9))]
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == 5   # the moments are the checkpoint's
+    assert resumed.changed == {"weight_decay": (0.1, 0.3), "beta1": (0.9, 0.7), "beta2": (0.99, 0.9)}
+
+
+def step_then(trainer, at, action):
+    """Make trainer.step call action() once the step that reaches iteration `at` is done."""
+    original_step = trainer.step
+
+    def step():
+        result = original_step()
+        if trainer.iter_num == at:
+            action()
+        return result
+    trainer.step = step
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_was_kept(tmp_path):
+    import signal
+    cfg = config(tmp_path, "abort", max_iters=50)
+    trainer = Trainer(cfg)
+    step_then(trainer, 7, lambda: (signal.raise_signal(signal.SIGINT), signal.raise_signal(signal.SIGINT)))
+    with pytest.raises(KeyboardInterrupt, match=r"stopped at once at iteration 7; the last good checkpoint "
+                                                r"\(.*, iteration 0\) is intact"):
+        trainer.run(progress=False)
+    assert load_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT))[2]["iter_num"] == 0
+
+
+def test_out_dir_problems_are_found_before_training(tmp_path, monkeypatch):
+    cfg = config(tmp_path, "odd")
+    os.makedirs(os.path.join(cfg.out_dir, CHECKPOINT))
+    with pytest.raises(OutDirError, match="ckpt.npz is a directory"):
+        Trainer(cfg)
+    read_only = config(tmp_path, "ro")
+
+    def no_writing(*args, **kwargs):   # what a read-only file system answers (chmod does not stop root)
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(tempfile, "mkstemp", no_writing)
+    with pytest.raises(OutDirError, match=f"cannot write in out-dir {read_only.out_dir} .Read-only file system"):
+        Trainer(read_only)
+    monkeypatch.undo()
+    Trainer(read_only)   # the failed trainer did not keep the lock
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("fault", ["ENOSPC", "EROFS"])
+def test_a_failed_save_names_the_file_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, fault):
+    cfg = config(tmp_path, "full", max_iters=30)
+    trainer = Trainer(cfg)
+    path = os.path.join(cfg.out_dir, CHECKPOINT)
+
+    def full_disk(*args, **kwargs):   # the kernel's own ENOSPC on every write, as on a full disk
+        return os.open("/dev/full", os.O_WRONLY), os.path.join(cfg.out_dir, "never-made.tmp")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    step_then(trainer, 12, lambda: monkeypatch.setattr(tempfile, "mkstemp",
+                                                       full_disk if fault == "ENOSPC" else read_only))
+    with pytest.raises(SaveError) as err:
+        trainer.run(progress=False)
+    reason = os.strerror(getattr(errno, fault))
+    assert str(err.value) == (f"could not write {path} ({reason}); the last good checkpoint ({path}, iteration 10) "
+                              "is intact")
+    assert err.value.__suppress_context__ and err.value.__cause__ is None   # one error, not a chain of three
+    monkeypatch.undo()
+    meta = load_checkpoint(path)[2]
+    assert meta["iter_num"] == 10 and not [f for f in os.listdir(cfg.out_dir) if f.endswith(".tmp")]
+    Trainer(cfg, resume=True)   # and the run can go on from there
+
+
+def test_a_resumed_config_is_the_checkpoints_with_the_changes_given(tmp_path):
+    cfg = config(tmp_path, "again", max_iters=2, learning_rate=3e-3)
+    Trainer(cfg).run(progress=False)
+    resumed = TrainConfig.resumed(out_dir=cfg.out_dir, max_iters=4)
+    assert resumed == TrainConfig(**{**vars(cfg), "max_iters": 4})      # lr 3e-3 and the tiny model stay
+    assert TrainConfig.resumed("tiny", out_dir=cfg.out_dir).n_embd == 32  # a named preset's values on top
+    path = os.path.join(cfg.out_dir, CHECKPOINT)
+    rewrite_meta(path, lambda meta: {**meta, "train_config": {**meta["train_config"], "beta1": 1.5}})
+    with pytest.raises(CheckpointError, match=r"field 'train_config' is not valid \(beta1 must be in \[0, 1\)"):
+        TrainConfig.resumed(out_dir=cfg.out_dir)
