@@ -231,14 +231,17 @@ def main():
             runs.append(("torch-tf32", "pytorch eager tf32", None, None))
     else:
         print("PyTorch is not importable: timing tensorlite alone")
-    best, failed = {}, set()
-    for _ in range(args.rounds):
-        for only, label, env, cpu_shards in runs + gemm_runs:
-            r = _spawn(args, only, label, env, cpu_shards)
-            if r is None:
-                failed.add(label)
-            elif label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]:
-                best[label] = r
+    best, failed, interrupted = {}, set(), False
+    try:
+        for _ in range(args.rounds):
+            for only, label, env, cpu_shards in runs + gemm_runs:
+                r = _spawn(args, only, label, env, cpu_shards)
+                if r is None:
+                    failed.add(label)
+                elif label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]:
+                    best[label] = r
+    except KeyboardInterrupt:   # Ctrl-C, or gpu_checks.sh's time limit: report the runs that finished
+        interrupted = True
     gemms = [best.pop(label) for _, label, _, _ in gemm_runs if label in best]
     results = list(best.values())
     blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
@@ -257,8 +260,10 @@ def main():
                       f, indent=2)
     if failed:
         print(f"failed (their errors are above): {', '.join(sorted(failed))}", file=sys.stderr)
-        return 1
-    return 0
+    if interrupted:
+        print("interrupted: the table holds the runs that finished before it", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
