@@ -236,14 +236,17 @@ def main():
             runs.append(("torch-tf32", "pytorch eager tf32", None, None))
     else:
         print("PyTorch is not importable: timing tensorlite alone")
-    best, failed = {}, set()
-    for _ in range(args.rounds):
-        for only, label, env, cpu_shards in runs + gemm_runs:
-            r = _spawn(args, only, label, env, cpu_shards)
-            if r is None:
-                failed.add(label)
-            elif label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]:
-                best[label] = r
+    best, failed, interrupted = {}, set(), False
+    try:
+        for _ in range(args.rounds):
+            for only, label, env, cpu_shards in runs + gemm_runs:
+                r = _spawn(args, only, label, env, cpu_shards)
+                if r is None:
+                    failed.add(label)
+                elif label not in best or r["ms_per_iter"] < best[label]["ms_per_iter"]:
+                    best[label] = r
+    except KeyboardInterrupt:   # Ctrl-C, or gpu_checks.sh's time limit: report the runs that finished
+        interrupted = True
     gemms = [best.pop(label) for _, label, _, _ in gemm_runs if label in best]
     results = list(best.values())
     blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
@@ -257,18 +260,21 @@ def main():
         print(f"the step's Linear GEMMs alone, one shard's {gemms[0]['rows']} rows on one thread: " +
               ", ".join(f"{g['framework']} {g['ms_per_iter']:.2f} ms" for g in gemms))
     return finish(args.json, {"preset": args.preset, "device": args.device, "results": results,
-                              "linear_gemms": gemms}, sorted(failed))
+                              "linear_gemms": gemms}, sorted(failed), interrupted)
 
 
-def finish(json_path, report, failed):
-    """Write the report to json_path (if given); the exit status: 1 (naming them) if any measurement failed."""
+def finish(json_path, report, failed, interrupted=False):
+    """Write the report to json_path (if given); the exit status: 130 if interrupted (the report holds the runs
+    that finished), else 1 (naming them) if any measurement failed."""
     if json_path:
         with open(json_path, "w") as f:
             json.dump(report, f, indent=2)
     if failed:
-        print(f"failed (their errors are above): {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"failed (their errors are above): {', '.join(sorted(failed))}", file=sys.stderr)
+    if interrupted:
+        print("interrupted: the table holds the runs that finished before it", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
