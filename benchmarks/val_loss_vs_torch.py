@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 from cli_common import run_cli  # noqa: E402
 from gpt import TrainConfig, Trainer, load_checkpoint  # noqa: E402
 from gpt.checkpoint import CHECKPOINT  # noqa: E402
-from gpt.train import LOG, lr_at  # noqa: E402
+from gpt.outdir import LOG  # noqa: E402
+from gpt.train import lr_at  # noqa: E402
 
 # gpt/model.py's parameter names -> torch_reference.py's (the first match of each name is replaced)
 RENAMES = (("transformer.", ""), (".attn.c_attn.", ".c_attn."), (".attn.c_proj.", ".attn_proj."),
