@@ -17,6 +17,7 @@ import tempfile
 
 import numpy as np
 
+from .launch import KERNEL_DEFINES
 from .sources import kernel_dir as default_kernel_dir
 
 HEADER = os.path.join("emulation", "cuda_on_cpu.h")
@@ -53,7 +54,7 @@ def parse_kernels(source_text):
 
 def _preprocess(path, *include_dirs):
     """The source after the C preprocessor, so kernels whose parameters come from a macro parse too."""
-    cmd = ["g++", "-E", "-P", "-x", "c++", "-DTL_EMULATION", *[f"-I{d}" for d in include_dirs], path]
+    cmd = ["g++", "-E", "-P", "-x", "c++", "-DTL_EMULATION", *KERNEL_DEFINES, *[f"-I{d}" for d in include_dirs], path]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise EmulatorBuildError(f"the preprocessor failed on {path}:\n{result.stderr[-4000:]}")
@@ -94,7 +95,7 @@ def build(source, kernel_dir=None):
     kernels = parse_kernels(_preprocess(path, kdir, main_dir))
     if not kernels:
         raise EmulatorBuildError(f'{source} defines no extern "C" __global__ kernel')
-    digest = hashlib.sha256("\0".join(texts + [" ".join(CXX_FLAGS), path]).encode()).hexdigest()[:20]
+    digest = hashlib.sha256("\0".join(texts + [" ".join(CXX_FLAGS + KERNEL_DEFINES), path]).encode()).hexdigest()[:20]
     out_dir = os.path.join(cache_dir(), "emulator", f"{os.path.splitext(source)[0]}-{digest}")
     library = os.path.join(out_dir, "kernels.so")
     if not os.path.exists(library):
@@ -104,7 +105,7 @@ def build(source, kernel_dir=None):
             f.write(_wrapper(path, kernels))
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
         os.close(fd)
-        cmd = ["g++", *CXX_FLAGS, "-include", header, "-I", kdir, "-I", main_dir, wrapper, "-o", tmp]
+        cmd = ["g++", *CXX_FLAGS, *KERNEL_DEFINES, "-include", header, "-I", kdir, "-I", main_dir, wrapper, "-o", tmp]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             os.remove(tmp)
