@@ -11,10 +11,13 @@ setup(
     packages=find_packages(include=["tensorlite", "tensorlite.*", "gpt", "gpt.*"]) + ["tensorlite._kernels"],
     # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
     package_dir={"tensorlite._kernels": "kernels"},
-    package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"]},
+    # the explorer page's template, style and script (gpt/explore.py inlines them into each page it writes)
+    package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"], "gpt": ["explore_page/*"]},
     install_requires=["numpy>=1.22", "tqdm", "matplotlib", "threadpoolctl"],
     extras_require={
-        "dev": ["pytest", "hypothesis"],
+        # playwright drives Debian's chromium (/usr/bin/chromium) in the explorer page's browser tests; it never
+        # downloads a browser of its own
+        "dev": ["pytest", "hypothesis", "playwright"],
         # NVRTC is what CuPy's RawModule compiles the kernels with (the tests compile with it too)
         "cuda12": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],
         "cuda13": ["cupy-cuda13x", "nvidia-cuda-nvrtc"],
