@@ -204,6 +204,7 @@ def test_prompt_checks_and_token_labels():
     assert [token_label(tokenizer, i) for i in ids] == ["R", "o", "m", "<0xC3>", "<0xA9>", "~", "o"]
 
 
+@pytest.mark.slow
 def test_a_gpt2_shaped_model_with_a_1024_token_prompt():
     """12 layers x 12 heads reading 1024 tokens (the prompt cut to block_size), shown as a 64-token window."""
     model, tokenizer = tiny_model(n_layer=12, n_head=12, n_embd=24, block_size=1024)
