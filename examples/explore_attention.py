@@ -35,7 +35,7 @@ def positions_arg(text):
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated token positions like 3,7,-1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated positions like 3,7,-1, got {text!r}") from None
 
 
 def main(argv=None):

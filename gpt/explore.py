@@ -378,7 +378,8 @@ def render_page(result):
             return f.read()
     data = json.dumps(result, default=_json_value, ensure_ascii=False).replace("<", "\\u003c")
     title = f"attention explorer: {result['prompt'][:40]!r}".replace("&", "&amp;").replace("<", "&lt;")
-    page = asset("explore.html").replace("/*STYLE*/", asset("explore.css"), 1).replace("/*SCRIPT*/", asset("explore.js"), 1)
+    page = asset("explore.html").replace("/*STYLE*/", asset("explore.css"), 1)
+    page = page.replace("/*SCRIPT*/", asset("explore.js"), 1)
     return page.replace("/*DATA*/", data, 1).replace("<!--TITLE-->", title, 1)   # data has no "<": no placeholder
 
 

@@ -12,12 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_explore import reference, tiny_model   # tests/ is on sys.path: pytest's rootdir import, or the script's own
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_explore import reference, tiny_model  # noqa: E402
-
-from gpt.explore import explore, write_page  # noqa: E402
+from gpt.explore import explore, write_page
 
 CHROMIUM = os.environ.get("TENSORLITE_CHROMIUM", "/usr/bin/chromium")
 # The network here is closed: without these, chromium keeps trying to reach outside (updates, sync, field trials).

@@ -43,7 +43,9 @@
     const a = Math.abs(v);
     return a >= 1e-3 && a < 1e5 ? v.toPrecision(6) : v.toExponential(5);
   }
-  const keyName = c => c < E ? `… (the ${DATA.start} keys before the window)` : `${DATA.start + c - E} ${quote(DATA.tokens[c - E])}`;
+  const keyLabel = c => c < E ? "…" : show(DATA.tokens[c - E]);          // column c of a matrix: a key, or the sum
+  const keyName = c => c < E ? `… (the ${DATA.start} keys before the window)`
+                             : `${DATA.start + c - E} ${quote(DATA.tokens[c - E])}`;
   const queryName = i => `${DATA.start + i} ${quote(DATA.tokens[i])}`;
   const MASKED = [232, 232, 232];
   function sequential(t) {                      // 0..1: white to deep blue
@@ -130,7 +132,8 @@
     const name = state.matrix, m = matrix(name), { layer, head } = state;
     const target = selectedTarget();
     document.getElementById("head-title").textContent = `layer ${layer}, head ${head}: ${name}` +
-      (name === "P" ? "" : ` of the loss of ${quote(target.label)} at position ${DATA.start + selectedEntry().position}`);
+      (name === "P" ? "" : ` of the loss of ${quote(target.label)} at position ` +
+                            `${DATA.start + selectedEntry().position}`);
     document.getElementById("head-formula").textContent = DATA.panels[name === "P" ? "attention" : name].formula;
     document.querySelectorAll("#matrix-tabs button").forEach(b => {
       b.classList.toggle("active", b.dataset.matrix === name);
@@ -152,11 +155,12 @@
       }
     }
     for (let i = 0; i < W; i += every) {
-      svg.appendChild(svgEl("text", { x: left - 4, y: top + i * cs + cs / 2 + 4, "text-anchor": "end" }, show(DATA.tokens[i])));
+      svg.appendChild(svgEl("text", { x: left - 4, y: top + i * cs + cs / 2 + 4, "text-anchor": "end" },
+                            show(DATA.tokens[i])));
     }
     for (let c = 0; c < COLS; c += every) {
       const x = left + c * cs + cs / 2 + 4, y = top - 4;
-      svg.appendChild(svgEl("text", { x, y, transform: `rotate(-90 ${x} ${y})` }, c < E ? "…" : show(DATA.tokens[c - E])));
+      svg.appendChild(svgEl("text", { x, y, transform: `rotate(-90 ${x} ${y})` }, keyLabel(c)));
     }
     svg.appendChild(svgEl("text", { x: left, y: 12 }, "key →"));
     svg.appendChild(svgEl("text", { x: 2, y: top - 4 }, "query ↓"));
@@ -183,7 +187,9 @@
     svg.appendChild(svgEl("text", { x: x1, y: top - 8 }, "key"));
     const queries = state.query === null ? [...Array(W).keys()] : [state.query];
     let max = 0;
-    for (const i of queries) for (let c = 0; c <= E + i; c++) max = Math.max(max, Math.abs(value(m, layer, head, i, c)));
+    for (const i of queries) {
+      for (let c = 0; c <= E + i; c++) max = Math.max(max, Math.abs(value(m, layer, head, i, c)));
+    }
     for (const i of queries) {
       for (let c = 0; c <= E + i; c++) {
         const v = value(m, layer, head, i, c);
@@ -203,7 +209,7 @@
       svg.appendChild(text);
     }
     for (let c = 0; c < COLS; c += every) {
-      svg.appendChild(svgEl("text", { x: x1, y: y(c) + 4 }, c < E ? "…" : show(DATA.tokens[c - E])));
+      svg.appendChild(svgEl("text", { x: x1, y: y(c) + 4 }, keyLabel(c)));
     }
   }
 
@@ -247,9 +253,11 @@
     const strip = document.getElementById("position-strip");
     DATA.tokens.forEach((label, p) => {
       const entry = DATA.backward.findIndex(e => e.position === p);
-      const chip = el("span", { class: "token " + (entry >= 0 ? "explored" : "unexplored"), "data-position": DATA.start + p,
-        title: `position ${DATA.start + p}` + (entry >= 0 ? ": click to backpropagate its prediction" :
-                                                           ": no gradients precomputed here (see --positions)") }, show(label));
+      const chip = el("span", {
+        class: "token " + (entry >= 0 ? "explored" : "unexplored"), "data-position": DATA.start + p,
+        title: `position ${DATA.start + p}` + (entry >= 0 ? ": click to backpropagate its prediction"
+                                                           : ": no gradients precomputed here (see --positions)"),
+      }, show(label));
       if (entry >= 0) chip.addEventListener("click", () => selectTarget(entry, 0));
       strip.appendChild(chip);
     });
@@ -262,7 +270,8 @@
     buttons.replaceChildren();
     if (!entry) return;
     entry.targets.forEach((t, n) => {
-      const b = el("button", { "data-target": n }, `${quote(t.label)} ${t.real ? "(real next)" : `(guess, rank ${t.rank})`} p=${t.prob.toFixed(3)}`);
+      const kind = t.real ? "(real next)" : `(guess, rank ${t.rank})`;
+      const b = el("button", { "data-target": n }, `${quote(t.label)} ${kind} p=${t.prob.toFixed(3)}`);
       b.classList.toggle("active", n === state.target);
       b.addEventListener("click", () => selectTarget(state.entry, n));
       buttons.appendChild(b);
@@ -274,7 +283,8 @@
 
   // ------------------------------------------------------------------ backward: residual stream and saliency
   function gradReadout(text) { document.getElementById("grad-readout").textContent = text; }
-  const columnName = c => c < E ? `… (the ${DATA.start} positions before the window, one norm)` : `position ${keyName(c)}`;
+  const columnName = c => c < E ? `… (the ${DATA.start} positions before the window, one norm)`
+                                : `position ${keyName(c)}`;
   function drawResidual() {
     const target = selectedTarget(), svg = document.getElementById("residual");
     svg.replaceChildren();
@@ -290,13 +300,14 @@
         const v = target.residual[l * COLS + c];
         const rect = svgEl("rect", { x: left + c * cs, y: r * rowH, width: cs - 1, height: rowH - 1,
           fill: css(sequential(max > 0 ? v / max : 0)), class: "cell", "data-block": l, "data-column": c });
-        rect.addEventListener("mouseenter", () => gradReadout(`‖∂L/∂x‖ after block ${l} at ${columnName(c)} = ${fmt(v)}`));
+        rect.addEventListener("mouseenter",
+                              () => gradReadout(`‖∂L/∂x‖ after block ${l} at ${columnName(c)} = ${fmt(v)}`));
         svg.appendChild(rect);
       }
     }
     for (let c = 0; c < COLS; c++) {
       const x = left + c * cs + cs / 2 + 4, y = L * rowH + 6;
-      svg.appendChild(svgEl("text", { x, y, transform: `rotate(90 ${x - 8} ${y})` }, c < E ? "…" : show(DATA.tokens[c - E])));
+      svg.appendChild(svgEl("text", { x, y, transform: `rotate(90 ${x - 8} ${y})` }, keyLabel(c)));
     }
   }
   function drawSaliency() {
@@ -307,8 +318,9 @@
     for (const v of target.saliency) max = Math.max(max, v);
     for (let c = 0; c < COLS; c++) {
       const v = target.saliency[c];
-      const chip = el("span", { class: "token", "data-column": c, style: `background:${css(sequential(max > 0 ? 0.85 * v / max : 0))}` });
-      chip.appendChild(el("span", {}, c < E ? "…" : show(DATA.tokens[c - E])));
+      const shade = css(sequential(max > 0 ? 0.85 * v / max : 0));
+      const chip = el("span", { class: "token", "data-column": c, style: `background:${shade}` });
+      chip.appendChild(el("span", {}, keyLabel(c)));
       chip.appendChild(el("small", {}, v.toPrecision(2)));
       chip.addEventListener("mouseenter", () => gradReadout(`‖∂L/∂e‖ at ${columnName(c)} = ${fmt(v)}`));
       strip.appendChild(chip);
@@ -324,9 +336,10 @@
     for (const note of DATA.notes) notes.appendChild(el("li", {}, note));
     const positions = DATA.backward.map(e => DATA.start + e.position);
     document.getElementById("precomputed").textContent = positions.length
-      ? `tensorlite's backward was run for ${positions.length} of the ${W} positions shown (${positions.join(", ")}), ` +
-        `once for the real next token and once for each of the model's top ${DATA.top_k} guesses; this page computes ` +
-        `no gradient itself, it shows those. Other positions: examples/explore_attention.py --positions.`
+      ? `tensorlite's backward was run for ${positions.length} of the ${W} positions shown ` +
+        `(${positions.join(", ")}), once for the real next token and once for each of the model's ${DATA.top_k} ` +
+        `best guesses other than it; this page computes no gradient itself, it shows those. Other positions: ` +
+        `examples/explore_attention.py --positions.`
       : "No gradients were precomputed.";
     document.querySelectorAll(".panel-meta").forEach(p => {
       const panel = DATA.panels[p.dataset.panel];
