@@ -24,6 +24,7 @@ import inspect
 import json
 import math
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -38,13 +39,8 @@ DEFAULT_TOP_K = 5            # next-token guesses per position; each is also a p
 DEFAULT_BUDGET = 2_000_000   # float32 values of dP and dS the page may carry (4 bytes each, a third more in base64)
 CHUNK_BYTES = 512 * 2 ** 20  # rough memory bound of one batched forward + backward
 DOC = "docs/backprop_through_attention.md"
-DOC_SECTIONS = {             # the derivation's sections the panels cite: number -> title, as the document heads them
-    "2": "Softmax (the Jacobian-vector form)",
-    "3": "Log-softmax and cross-entropy: softmax - onehot",
-    "6": "Causal scaled dot-product attention",
-    "8": "Residual branches and sums",
-    "9": "Embedding: a scatter-add",
-}
+# the derivation's sections the panels cite, by their stable anchors (<a id="..."></a> above each heading)
+DOC_SECTIONS = ("softmax", "cross-entropy", "attention", "residual", "embedding")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explore_page")
 
@@ -186,19 +182,20 @@ def code_name(obj):
 
 
 def doc_sections(root=ROOT):
-    """{number: {"title", "text"}} of the cited sections; text is None where the document did not ship (an
-    install without the repository's docs/)."""
+    """{anchor: {"title", "text"}} of the cited sections, title as the document heads it ("2. Softmax"); both are
+    None where the document did not ship (an install without the repository's docs/)."""
     path = os.path.join(root, DOC)
     text = open(path, encoding="utf-8").read() if os.path.isfile(path) else None
     sections = {}
-    for number, title in DOC_SECTIONS.items():
-        heading = f"## {number}. {title}"
-        body = None
+    for anchor in DOC_SECTIONS:
+        title = body = None
         if text is not None:
-            if heading not in text:
-                raise RuntimeError(f"{DOC} has no section '{heading}': update DOC_SECTIONS in {__name__}")
-            body = text.split(heading, 1)[1].split("\n## ", 1)[0].strip()
-        sections[number] = {"title": title, "text": body}
+            marker = f'<a id="{anchor}"></a>\n## '
+            if marker not in text:
+                raise RuntimeError(f"{DOC} has no section anchored '{anchor}': update DOC_SECTIONS in {__name__}")
+            title, body = text.split(marker, 1)[1].split("\n", 1)
+            body = re.split(r"\n<a id=|\n## ", body, maxsplit=1)[0].strip()
+        sections[anchor] = {"title": title, "text": body}
     return sections
 
 
@@ -208,18 +205,18 @@ def panels(model, functions):
     softmax, matmul, loss = functions["softmax"], functions["matmul"], functions["loss"]
     here, walk = code_name(windowed_attention), code_name(autograd.backward)
     return {
-        "attention": dict(formula="P = softmax(Q Kᵀ / √D + M)", docs=["6", "2"],
+        "attention": dict(formula="P = softmax(Q Kᵀ / √D + M)", docs=["attention", "softmax"],
                           code=[here, code_name(softmax.forward)]),
-        "guesses": dict(formula="p(· | tokens 0..t) = softmax(logits_t)", docs=["3"],
+        "guesses": dict(formula="p(· | tokens 0..t) = softmax(logits_t)", docs=["cross-entropy"],
                         code=[code_name(type(model).forward), code_name(F.log_softmax)]),
         "loss": dict(formula="L = −log p(y | tokens 0..t),  dL/dlogits_t = softmax(logits_t) − onehot(y)",
-                     docs=["3"], code=[code_name(explore), code_name(loss.backward)]),
-        "dP": dict(formula="dP = dO Vᵀ", docs=["6"], code=[code_name(matmul.backward), here]),
-        "dS": dict(formula="dS = P ∘ (dP − rowsum(P ∘ dP))", docs=["2", "6"],
+                     docs=["cross-entropy"], code=[code_name(explore), code_name(loss.backward)]),
+        "dP": dict(formula="dP = dO Vᵀ", docs=["attention"], code=[code_name(matmul.backward), here]),
+        "dS": dict(formula="dS = P ∘ (dP − rowsum(P ∘ dP))", docs=["softmax", "attention"],
                    code=[code_name(softmax.backward), here]),
-        "residual": dict(formula="‖∂L/∂x_l[j]‖₂, x_l the residual stream after block l", docs=["8"],
+        "residual": dict(formula="‖∂L/∂x_l[j]‖₂, x_l the residual stream after block l", docs=["residual"],
                          code=[walk, code_name(retaining_forward)]),
-        "saliency": dict(formula="‖∂L/∂e_j‖₂, e_j = wte[token j] (the token's embedding)", docs=["9"],
+        "saliency": dict(formula="‖∂L/∂e_j‖₂, e_j = wte[token j] (the token's embedding)", docs=["embedding"],
                          code=[walk, code_name(retaining_forward)]),
     }
 

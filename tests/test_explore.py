@@ -235,10 +235,11 @@ def test_the_page_is_self_contained(tmp_path):
 def test_the_cited_sections_and_code_exist(tmp_path):
     text = open(os.path.join(ROOT, DOC), encoding="utf-8").read()
     sections = doc_sections()
-    for number, title in DOC_SECTIONS.items():
-        assert f"## {number}. {title}\n" in text
-        assert sections[number]["text"] in text and "\n## " not in sections[number]["text"]
-    assert sections["6"]["text"].startswith("For one head: Q, K, V")
+    for anchor in DOC_SECTIONS:
+        assert f'<a id="{anchor}"></a>\n## {sections[anchor]["title"]}\n' in text
+        assert sections[anchor]["text"] in text and "\n## " not in sections[anchor]["text"]
+    assert sections["attention"]["title"] == "6. Causal scaled dot-product attention"
+    assert sections["attention"]["text"].startswith("For one head: Q, K, V")
     assert all(s["text"] is None for s in doc_sections(str(tmp_path)).values())    # an install without docs/
     model, tokenizer = tiny_model()
     for panel in explore(model, tokenizer, "RO", top_k=1)["panels"].values():

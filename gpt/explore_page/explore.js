@@ -347,12 +347,12 @@
       p.appendChild(document.createTextNode(" computed by"));
       for (const code of panel.code) p.appendChild(el("code", {}, code));
       p.appendChild(document.createTextNode(" · derivation:"));
-      for (const n of panel.docs) p.appendChild(el("a", { href: `#doc-${n}` }, `§${n} ${DATA.doc_sections[n].title}`));
+      for (const n of panel.docs) p.appendChild(el("a", { href: `#doc-${n}` }, `§${DATA.doc_sections[n].title || n}`));
     });
     const docs = document.getElementById("doc-sections");
     for (const [n, section] of Object.entries(DATA.doc_sections)) {
       const article = el("article", { id: `doc-${n}` });
-      article.appendChild(el("h3", {}, `§${n} ${section.title}`));
+      article.appendChild(el("h3", {}, `§${section.title || n}`));
       article.appendChild(el("p", { class: "hint" }, `from ${DATA.doc}`));
       article.appendChild(section.text === null
         ? el("p", {}, `The document did not ship with this install; it is ${DATA.doc} in the tensorlite repository.`)
