@@ -2,7 +2,7 @@
 
 The top level has PyTorch's names: constructors and random sampling (tensorlite/factories.py), the generators
 (random.py), the ops as functions (`tl.tanh(x)` is `x.tanh()`, the same function in ops.py or functional.py),
-and dtype names (dtypes.py).
+dtype names (dtypes.py) and `tl.save` / `tl.load` (serialization.py).
 """
 from .tensor import Tensor  # noqa: I001  (first: the other modules build on Tensor)
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
@@ -18,6 +18,7 @@ from .logical import all, allclose, any, equal
 from . import dtypes
 from .dtypes import (bool, double, float, float16, float32, float64, half, int, int8, int16, int32, int64, long,
                      short, uint8)
+from .serialization import load, save
 
 from . import cpu  # noqa: E402, F401  (tunes glibc's malloc for the engine's temporaries at import)
 from . import functional, nn, optim, parallel  # noqa: E402  (the layers built on the engine)
@@ -32,7 +33,7 @@ __all__ = ["Tensor", "Function", "enable_grad", "is_grad_enabled", "no_grad", "c
            "argsort", "cat", "chunk", "cumsum", "exp", "gather", "log", "masked_fill", "matmul", "maximum", "mean",
            "neg", "relu", "reshape", "sigmoid", "sort", "split", "sqrt", "squeeze", "stack", "tanh", "topk",
            "transpose", "tril", "triu", "unsqueeze", "var", "where", "allclose", "equal", "softmax", "log_softmax",
-           "double", "float16", "float32", "float64", "half", "int8", "int16", "int32", "int64",
+           "save", "load", "double", "float16", "float32", "float64", "half", "int8", "int16", "int32", "int64",
            "long", "short", "uint8", "dtypes", "functional", "nn", "optim", "parallel", "viz"]
 
 
