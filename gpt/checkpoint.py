@@ -8,11 +8,12 @@ import contextlib
 import json
 import numbers
 import os
-import tempfile
 import zipfile
 from dataclasses import fields
 
 import numpy as np
+
+from tensorlite.serialization import atomic_write
 
 from .data import tokenizer_from_dict
 from .model import GPT, GPTConfig
@@ -24,23 +25,6 @@ META_KEY = "__meta__"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, or does not fit the model it is loaded into."""
-
-
-def atomic_write(path, write):
-    """write(binary file) into a temp file beside path, fsync, then replace path: readers see the old file or the
-    new one, never half of one. On failure the temp file is removed and path is untouched."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def save_checkpoint(path, model_state, optimizer_state, meta):

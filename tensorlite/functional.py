@@ -9,13 +9,15 @@ fused CUDA kernel (softmax, cross_entropy, layer_norm, gelu, dropout, dropout_ad
 takes the Function here, the reference path, when that answers None.
 """
 import math
+import numbers
+import warnings
 
 import numpy as np
 
 from . import backend, random
 from .autograd import Function
 from .cuda import fused
-from .ops import check_axis, relu  # noqa: F401  (relu re-exported: F.relu like torch.nn.functional.relu)
+from .ops import check_axis, relu, sigmoid, tanh  # noqa: F401  (re-exported: F.relu as torch.nn.functional.relu)
 from .tensor import Tensor
 
 
@@ -524,3 +526,38 @@ def merge_heads(x):
     if x.ndim != 4:
         raise ValueError(f"merge_heads: expected (B, H, T, D), got shape {x.shape}")
     return MergeHeadsFunction.apply(x, n_head=x.shape[1])
+
+
+# ----------------------------------------------------------------------------- one-hot codes, squared error
+def one_hot(tensor, num_classes=-1):
+    """(..., num_classes) int64 with a 1 at each class index of `tensor` (integers in [0, num_classes)), as
+    torch.nn.functional.one_hot; num_classes=-1 takes the largest index + 1. No gradient: its input is indices.
+    Cast it (`.float()`) to multiply it with weights: one_hot(ids) @ W is what F.embedding(ids, W) computes."""
+    ids = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"one_hot takes integer class indices, got dtype {ids.dtype}")
+    if not isinstance(num_classes, numbers.Integral) or num_classes < -1:
+        raise ValueError(f"one_hot num_classes must be a non-negative integer or -1, got {num_classes!r}")
+    if num_classes == -1:
+        if ids.size == 0:
+            raise ValueError("one_hot cannot infer num_classes from an empty tensor: pass num_classes")
+        num_classes = int(ids.max()) + 1
+    bad = (ids < 0) | (ids >= num_classes)
+    backend.device_assert(bad.any(), lambda: IndexError(
+        f"one_hot: class index {int(ids[bad].reshape(-1)[0])} is out of range for {num_classes} classes"))
+    return Tensor((ids[..., None] == backend.xp_of(ids).arange(num_classes)).astype(np.int64))
+
+
+def mse_loss(input, target, reduction="mean"):
+    """The mean (or sum, or each, for reduction='none') of (input - target)^2, as torch.nn.functional.mse_loss.
+
+    Built from primitives rather than one Function: its backward, 2 (input - target) / N, is theirs, with nothing
+    to derive and no temporaries to save. Shapes that differ broadcast, with PyTorch's warning (it is usually a
+    bug: (N, 1) against (N,) makes an (N, N) loss)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"mse_loss reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if input.shape != target.shape:
+        warnings.warn(f"mse_loss: target size {target.shape} differs from input size {input.shape}; they "
+                      "broadcast, which is likely to give a wrong result. Make them the same size.", stacklevel=2)
+    squared = (input - target) ** 2
+    return squared.mean() if reduction == "mean" else squared.sum() if reduction == "sum" else squared

@@ -5,6 +5,8 @@ public function that applies it sits right under it. Gradients may come back in 
 `autograd.backward` reduces them to each input's shape.
 """
 import builtins
+import collections
+import functools
 import numbers
 
 import numpy as np
@@ -709,3 +711,173 @@ def gt(a, b):
 
 def ge(a, b):
     return Tensor(_raw(a) >= _raw(b))
+
+
+# ----------------------------------------------------------------------------- triangles
+class TriangularFunction(Function):
+    """The lower (tril) or upper (triu) triangle of the last two dims, zeros elsewhere: a fixed mask, so the
+    backward keeps the same triangle of the gradient. `diagonal` shifts the edge as in torch.tril: 0 keeps the main
+    diagonal, 1 one above it, -1 one below."""
+
+    def __init__(self, diagonal, upper):
+        super().__init__()
+        self.diagonal, self.upper = diagonal, upper
+
+    def _triangle(self, a):
+        return self.xp.triu(a, self.diagonal) if self.upper else self.xp.tril(a, self.diagonal)
+
+    def forward(self, x):
+        return self._triangle(x)
+
+    def backward(self, gy):
+        return self._triangle(gy)
+
+
+def _triangular(name, x, diagonal, upper):
+    if x.ndim < 2:
+        raise ValueError(f"{name} needs at least 2 dims (the last two are the matrix), got shape {x.shape}")
+    if not isinstance(diagonal, numbers.Integral):
+        raise TypeError(f"{name} diagonal must be an integer, got {type(diagonal).__name__}")
+    return TriangularFunction.apply(x, diagonal=int(diagonal), upper=upper)
+
+
+def tril(x, diagonal=0):
+    """x with everything above the `diagonal`-th diagonal zeroed (GPT's causal mask: tril(ones(T, T)))."""
+    return _triangular("tril", x, diagonal, upper=False)
+
+
+def triu(x, diagonal=0):
+    """x with everything below the `diagonal`-th diagonal zeroed."""
+    return _triangular("triu", x, diagonal, upper=True)
+
+
+# ----------------------------------------------------------------------------- scans, gathers, sorting
+def _zero_d_as_one_element(fn):
+    """PyTorch scans, sorts and ranks a 0-d tensor as one element along dim 0 (or -1): run fn on it reshaped to
+    (1,) and hand its results back 0-d."""
+    @functools.wraps(fn)
+    def on_any_tensor(x, *args, **kwargs):
+        if x.ndim != 0:
+            return fn(x, *args, **kwargs)
+        out = fn(reshape(x, 1), *args, **kwargs)
+        return type(out)(*(reshape(t, ()) for t in out)) if isinstance(out, tuple) else reshape(out, ())
+    return on_any_tensor
+
+
+class CumsumFunction(Function):
+    """y_i = x_0 + ... + x_i along dim. Each x_j feeds every y_i with i >= j, so dx_j = dy_j + ... + dy_(n-1):
+    the running sum of dy taken from the far end."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return self.xp.cumsum(x, axis=self.dim, dtype=None if x.dtype.kind == "f" else np.int64)
+
+    def backward(self, gy):
+        xp = self.xp
+        return xp.flip(xp.cumsum(xp.flip(gy, axis=self.dim), axis=self.dim), axis=self.dim)
+
+
+@_zero_d_as_one_element
+def cumsum(x, dim, dtype=None):
+    """Running sums along dim; integer and bool tensors sum to int64 as in PyTorch (`dtype=` casts first)."""
+    x = x if dtype is None else cast(x, dtype)
+    return CumsumFunction.apply(x, dim=check_axis(dim, x.ndim))
+
+
+class GatherFunction(Function):
+    """torch.gather: out[i][j][k] = x[i][index[i][j][k]][k] for dim=1, and likewise for the other dims.
+
+    `index` arrives as the full tuple of index arrays that reads out[...] from x (`_gather_index`). Backward sends
+    each output's gradient back to the element it was read from: an element read twice receives both (a
+    scatter-add).
+    """
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x[self.index]
+
+    def backward(self, gy):
+        g = self.xp.zeros(self.in_shape, dtype=gy.dtype)
+        backend.scatter_add(g, self.index, gy)
+        return g
+
+
+def _gather_index(index, dim):
+    """The advanced-indexing tuple for gather: `index` along dim, and along every other dim d the position in d."""
+    xp = backend.xp_of(index)
+    parts = [xp.arange(n).reshape(tuple(-1 if i == d else 1 for i in range(index.ndim)))
+             for d, n in enumerate(index.shape)]
+    parts[dim] = index
+    return tuple(parts)
+
+
+def gather(x, dim, index):
+    """Values of x along dim at the positions `index` holds (integers, x's number of dims, no larger than x off
+    dim), as torch.gather. Differentiable in x."""
+    if x.ndim == 0:
+        raise ValueError("gather needs a tensor with at least 1 dim, got a 0-d one")
+    dim = check_axis(dim, x.ndim)
+    index = index.data if isinstance(index, Tensor) else x.xp.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"gather index must be integers, got dtype {index.dtype}")
+    if index.ndim != x.ndim or builtins.any(m > n for d, (m, n) in enumerate(zip(index.shape, x.shape)) if d != dim):
+        raise ValueError(f"gather index of shape {index.shape} does not fit x of shape {x.shape} along dim {dim} "
+                         "(same number of dims, and no larger than x off dim)")
+    n = x.shape[dim]
+    bad = (index < 0) | (index >= n)
+    backend.device_assert(bad.any(), lambda: IndexError(
+        f"gather index {int(index[bad].reshape(-1)[0])} is out of range for dim {dim} of size {n}"))
+    return GatherFunction.apply(x, index=_gather_index(index, dim))
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = """What sort and topk return, like PyTorch's torch.return_types: unpack it
+(`values, indices = tl.sort(x)`) or read `.values` and `.indices`."""
+
+
+def _argsort(data, dim, descending):
+    """Indices (int64) that sort `data` along dim, always stable: equal elements keep their order, ascending or
+    descending. NaN counts as the largest value, as in PyTorch."""
+    xp = backend.xp_of(data)
+    if descending:   # sort the reversed array ascending and read the result backwards: descending, still stable
+        n = data.shape[dim]
+        order = (n - 1) - xp.flip(xp.argsort(xp.flip(data, axis=dim), axis=dim, kind="stable"), axis=dim)
+    else:
+        order = xp.argsort(data, axis=dim, kind="stable")
+    return order.astype(np.int64, copy=False)
+
+
+@_zero_d_as_one_element
+def argsort(x, dim=-1, descending=False, stable=False):
+    """Indices that sort x along dim. The sort is always stable (`stable=` is accepted for PyTorch's signature),
+    so ties come back in index order."""
+    return Tensor(_argsort(x.data, check_axis(dim, x.ndim), descending))
+
+
+@_zero_d_as_one_element
+def sort(x, dim=-1, descending=False, stable=False):
+    """(values, indices): x sorted along dim, and where each value came from. The values are differentiable (each
+    gradient goes back to its value's place); always stable, as argsort."""
+    dim = check_axis(dim, x.ndim)
+    indices = _argsort(x.data, dim, descending)
+    return ValuesIndices(GatherFunction.apply(x, index=_gather_index(indices, dim)), Tensor(indices))
+
+
+@_zero_d_as_one_element
+def topk(x, k, dim=-1, largest=True, sorted=True):
+    """(values, indices) of the k largest elements along dim, largest first (the k smallest, smallest first, for
+    largest=False), as torch.topk; the values are differentiable. Ties keep the lower index first. `sorted=False`
+    is accepted and gives them sorted all the same (PyTorch leaves that order unspecified)."""
+    dim = check_axis(dim, x.ndim)
+    if not isinstance(k, numbers.Integral) or not 0 <= k <= x.shape[dim]:
+        raise ValueError(f"topk: k={k!r} is out of range for dim {dim} of size {x.shape[dim]} (shape {x.shape})")
+    first_k = (slice(None),) * dim + (slice(0, int(k)),)
+    indices = _argsort(x.data, dim, descending=largest)[first_k]
+    return ValuesIndices(GatherFunction.apply(x, index=_gather_index(indices, dim)), Tensor(indices))

@@ -11,6 +11,7 @@ import numpy as np
 from . import backend, cpu
 from .cuda import fused
 from .nn.module import Module
+from .nn.utils import zero_grads
 from .tensor import Tensor
 
 
@@ -54,9 +55,9 @@ class Optimizer:
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
 
-    def zero_grad(self):
-        for p in self._params():
-            p.grad = None
+    def zero_grad(self, set_to_none=True):
+        """Every parameter's gradient dropped (PyTorch's default) or, with set_to_none=False, zeroed in place."""
+        zero_grads(self._params(), set_to_none)
 
     def state_dict(self):
         """{'state': {index: {name: NumPy array or number}}, 'param_groups': [options + param indices]}."""

@@ -2,10 +2,12 @@
 
 `tl.randn`, `tl.rand`, the layers' initialisation and the reference dropout draw from `rng(device)`; the dropout
 kernels get a 32-bit seed from `kernel_seed(device)`, drawn on the host; tensorlite.parallel hands each shard a
-CPU generator of its own with `using_generator`. The public part has PyTorch's spelling: `tl.manual_seed`,
-`tl.get_rng_state`, `tl.set_rng_state`.
+CPU generator of its own with `using_generator`. A `Generator` is a stream of one's own, handed to a random
+function as `generator=`; `stream(device, generator)` picks the one to draw from. The public part has PyTorch's
+spelling: `tl.manual_seed`, `tl.get_rng_state`, `tl.set_rng_state`, `tl.Generator`.
 """
 import contextlib
+import numbers
 import threading
 
 import numpy as np
@@ -81,3 +83,99 @@ def get_rng_state(device="cpu"):
 def set_rng_state(state, device="cpu"):
     """Restore a snapshot taken by get_rng_state."""
     rng(device).bit_generator.state = state
+
+
+# ----------------------------------------------------------------------------- Generator: a stream of one's own
+DEFAULT_GENERATOR_SEED = 67280421310721   # PyTorch's: a fresh torch.Generator() has this initial_seed()
+
+
+class Generator:
+    """PyTorch's `torch.Generator`: a random stream of its own, for the functions that take `generator=`
+    (tl.randn, tl.rand, tl.randint, tl.randperm, tl.multinomial, nn.init's fills), so a notebook's draws repeat
+    however many other draws the framework makes in between (makemore's `g = tl.Generator().manual_seed(2147483647)`).
+
+    The numbers differ from PyTorch's for the same seed: this is NumPy's PCG64 (CuPy's generator on 'cuda'), not
+    PyTorch's Mersenne Twister or Philox. Within tensorlite a seed gives the same numbers on every run.
+    Like PyTorch's, a new Generator starts from a fixed seed (DEFAULT_GENERATOR_SEED), not from fresh entropy.
+    """
+
+    def __init__(self, device="cpu"):
+        self.device = check_device(device)
+        self.manual_seed(DEFAULT_GENERATOR_SEED)
+
+    def manual_seed(self, seed):
+        """Restart the stream from `seed` (any integer; negative ones wrap to 64 bits as PyTorch's do). Returns the
+        generator itself, so `tl.Generator().manual_seed(42)` is one expression."""
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"manual_seed takes an integer, got {type(seed).__name__}")
+        self._seed = int(seed) % 2 ** 64
+        self._stream = np.random.default_rng(self._seed) if self.device == "cpu" else \
+            cupy_or_raise().random.default_rng(self._seed)
+        return self
+
+    def seed(self):
+        """Reseed from fresh entropy; returns the new seed (PyTorch's `Generator.seed()`)."""
+        self.manual_seed(int(np.random.SeedSequence().generate_state(1, np.uint64)[0]))
+        return self._seed
+
+    def initial_seed(self):
+        """The seed this stream was last started from."""
+        return self._seed
+
+    def get_state(self):
+        """A JSON-able snapshot of the stream (a dict, not PyTorch's byte tensor). CPU only, as get_rng_state."""
+        if self.device != "cpu":
+            raise DeviceError("saving a cuda Generator's state is not supported; restart it with manual_seed")
+        return {"seed": self._seed, "bit_generator": self._stream.bit_generator.state}
+
+    def set_state(self, state):
+        """Go back to a snapshot taken by get_state; returns the generator itself, as PyTorch's does."""
+        if self.device != "cpu":
+            raise DeviceError("restoring a cuda Generator's state is not supported; restart it with manual_seed")
+        if not isinstance(state, dict) or set(state) != {"seed", "bit_generator"}:
+            raise ValueError("Generator.set_state takes a dict from Generator.get_state()")
+        stream = np.random.default_rng()
+        stream.bit_generator.state = state["bit_generator"]      # checks the state before anything changes
+        self._seed, self._stream = int(state["seed"]), stream
+        return self
+
+    def __repr__(self):
+        return f"tl.Generator(device='{self.device}')"
+
+
+def stream(device, generator=None):
+    """The NumPy or CuPy generator a random function on `device` draws from: `generator`'s stream when one is
+    given (it must live on that device, as PyTorch requires), else the framework's own, rng(device)."""
+    device = check_device(device)
+    if generator is None:
+        return rng(device)
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a tl.Generator, got {type(generator).__name__}")
+    if generator.device != device:
+        raise DeviceError(f"a {generator.device} Generator cannot draw numbers for device '{device}'; make one with "
+                          f"tl.Generator(device='{device}')")
+    return generator._stream
+
+
+def normal(shape, mean, std, dtype, device, generator=None):
+    """An array of N(mean, std^2) samples. NumPy draws float32 or float64 natively: other float dtypes (float16)
+    are drawn in float32 and rounded."""
+    dtype = np.dtype(dtype)
+    draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
+    data = stream(device, generator).standard_normal(shape, dtype=draw_dtype)
+    if std != 1:
+        data *= std
+    if mean != 0:
+        data += mean
+    return data.astype(dtype, copy=False)
+
+
+def uniform(shape, low, high, dtype, device, generator=None):
+    """An array of U[low, high) samples (drawn as normal() draws its dtype)."""
+    dtype = np.dtype(dtype)
+    draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
+    data = stream(device, generator).random(shape, dtype=draw_dtype)
+    if (low, high) != (0, 1):
+        data *= high - low
+        data += low
+    return data.astype(dtype, copy=False)

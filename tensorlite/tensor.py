@@ -204,6 +204,19 @@ class Tensor:
     def chunk(self, chunks, axis=0): return ops.chunk(self, chunks, axis)
     T = property(lambda self: ops.transpose(self))
 
+    # ----- PyTorch's functions as methods too (x.tril() is tl.tril(x)); the arguments and defaults are the function's
+    def tril(self, *args, **kwargs): return ops.tril(self, *args, **kwargs)
+    def triu(self, *args, **kwargs): return ops.triu(self, *args, **kwargs)
+    def cumsum(self, *args, **kwargs): return ops.cumsum(self, *args, **kwargs)
+    def gather(self, *args, **kwargs): return ops.gather(self, *args, **kwargs)
+    def sort(self, *args, **kwargs): return ops.sort(self, *args, **kwargs)
+    def argsort(self, *args, **kwargs): return ops.argsort(self, *args, **kwargs)
+    def topk(self, *args, **kwargs): return ops.topk(self, *args, **kwargs)
+    def all(self, *args, **kwargs): return logical.all(self, *args, **kwargs)
+    def any(self, *args, **kwargs): return logical.any(self, *args, **kwargs)
+    def allclose(self, *args, **kwargs): return logical.allclose(self, *args, **kwargs)
+    def equal(self, *args, **kwargs): return logical.equal(self, *args, **kwargs)
+
     def __hash__(self):  # comparisons return tensors, so identity is the hash
         return id(self)
 
@@ -213,4 +226,4 @@ class Tensor:
         return bool(self.data)
 
 
-from . import autograd, ops  # noqa: E402  (both build on Tensor; Tensor's operators delegate to ops)
+from . import autograd, logical, ops  # noqa: E402  (they build on Tensor; Tensor's operators delegate to them)

@@ -1,7 +1,9 @@
-"""Layers and models: Module, Parameter and PyTorch-shaped layers."""
-from . import utils
-from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, ReLU, Sequential
+"""Layers and models: Module, Parameter, PyTorch-shaped layers, and their initialisations (nn.init)."""
+from . import init, utils
+from .layers import (GELU, CrossEntropyLoss, Dropout, Embedding, Flatten, Identity, LayerNorm, Linear, LogSoftmax,
+                     ModuleDict, ModuleList, MSELoss, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 from .module import Module, Parameter
 
-__all__ = ["Module", "Parameter", "Linear", "LayerNorm", "Embedding", "Dropout", "GELU", "ReLU", "ModuleList", "ModuleDict",
-           "Sequential", "utils"]
+__all__ = ["Module", "Parameter", "Linear", "LayerNorm", "Embedding", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid",
+           "Softmax", "LogSoftmax", "Identity", "Flatten", "CrossEntropyLoss", "MSELoss", "ModuleList", "ModuleDict",
+           "Sequential", "init", "utils"]

@@ -1,10 +1,12 @@
 """Layers with PyTorch's names, shapes and default initialisations."""
+import inspect
 import math
 
 import numpy as np
 
 from .. import random
 from .. import functional as F
+from ..ops import check_axis
 from .module import Module, Parameter
 
 
@@ -139,3 +141,95 @@ class Sequential(ModuleList):
         for m in self:
             x = m(x)
         return x
+
+
+# ----------------------------------------------------------------------------- activations and plumbing
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Softmax(Module):
+    """softmax over `dim`. PyTorch's default dim=None (a guess from the input's shape, deprecated) is not offered:
+    give the dim."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """log_softmax over `dim`."""
+
+    def forward(self, x):
+        return F.log_softmax(x, self.dim)
+
+
+class Identity(Module):
+    """Returns its input; takes and ignores any arguments, as PyTorch's (a stand-in where a layer is optional)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    """Dims start_dim .. end_dim merged into one (by default all but the batch dim), as nn.Flatten."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        start, end = check_axis(self.start_dim, x.ndim), check_axis(self.end_dim, x.ndim)
+        if start > end:
+            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for a "
+                             f"tensor of shape {x.shape}")
+        return x.reshape(x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+# ----------------------------------------------------------------------------- losses
+class _Loss(Module):
+    """A loss layer: an F loss function with options fixed when the layer is made. The options and their defaults
+    are the function's own (one home for each): an unknown option fails here, at construction."""
+
+    function = None   # the F function, set by each subclass
+
+    def __init__(self, **options):
+        super().__init__()
+        inspect.signature(self.function).bind(None, None, **options)
+        self.options = options
+
+    def forward(self, input, target):
+        return self.function(input, target, **self.options)
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+class CrossEntropyLoss(_Loss):
+    """F.cross_entropy as a layer: `nn.CrossEntropyLoss(ignore_index=..., reduction=...)(logits, targets)`."""
+
+    function = staticmethod(F.cross_entropy)
+
+
+class MSELoss(_Loss):
+    """F.mse_loss as a layer: `nn.MSELoss(reduction=...)(input, target)`."""
+
+    function = staticmethod(F.mse_loss)

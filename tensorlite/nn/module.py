@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
+from .utils import zero_grads
 
 
 class Parameter(Tensor):
@@ -71,6 +72,22 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
+    def named_children(self):
+        """(name, module) of each direct submodule; one registered twice appears once, under its first name."""
+        seen = set()
+        for name, module in self._modules.items():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
+
+    def apply(self, fn):
+        """fn(module) on every submodule, children before their parent, then on self; returns self, as PyTorch's
+        (nanoGPT's `self.apply(self._init_weights)`)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     def named_parameters(self):
         """(dotted name, Parameter) pairs; a shared (tied) parameter appears once, under its first name."""
         seen = set()
@@ -83,11 +100,20 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
-    def _named_persistent_buffers(self):
+    def _named_buffer_entries(self):
         for prefix, module in self.named_modules():
             for name, (tensor, persistent) in module._buffers.items():
-                if persistent:
-                    yield (f"{prefix}.{name}" if prefix else name), tensor
+                yield (f"{prefix}.{name}" if prefix else name), tensor, persistent
+
+    def named_buffers(self):
+        """(dotted name, tensor) of every buffer, persistent or not."""
+        return ((name, tensor) for name, tensor, _ in self._named_buffer_entries())
+
+    def buffers(self):
+        return [tensor for _, tensor in self.named_buffers()]
+
+    def _named_persistent_buffers(self):
+        return ((name, tensor) for name, tensor, persistent in self._named_buffer_entries() if persistent)
 
     # ----- modes and devices
     def train(self, mode=True):
@@ -98,9 +124,15 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Every parameter's gradient dropped (PyTorch's default) or, with set_to_none=False, zeroed in place."""
+        zero_grads(self.parameters(), set_to_none)
+
+    def requires_grad_(self, requires_grad=True):
+        """Switch gradients on or off for every parameter (freezing a model: requires_grad_(False)); returns self."""
         for p in self.parameters():
-            p.grad = None
+            p.requires_grad_(requires_grad)
+        return self
 
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer to `device` and/or cast floating ones to `dtype`, in place

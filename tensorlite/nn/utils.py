@@ -20,3 +20,13 @@ def clip_grad_norm_(parameters, max_norm):
     for g in grads:
         g *= scale
     return Tensor(xp.asarray(total))
+
+
+def zero_grads(parameters, set_to_none=True):
+    """Drop each parameter's gradient (set_to_none=True, PyTorch's default: the next backward makes a fresh one),
+    or zero it in place (set_to_none=False: the same arrays stay, for code that holds on to them)."""
+    for p in parameters:
+        if set_to_none:
+            p.grad = None
+        elif p.grad is not None:
+            p.grad[...] = 0     # the raw gradient array today; once .grad is a Tensor, `p.grad.zero_()`
