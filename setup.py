@@ -11,11 +11,14 @@ setup(
     packages=find_packages(include=["tensorlite", "tensorlite.*", "gpt", "gpt.*"]) + ["tensorlite._kernels"],
     # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
     package_dir={"tensorlite._kernels": "kernels"},
-    package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"]},
+    # the explorer page's template, style and script (gpt/explore.py inlines them into each page it writes)
+    package_data={"tensorlite._kernels": ["*.cu", "*.cuh", "emulation/*.h"], "gpt": ["explore_page/*"]},
     # regex: GPT-2's pre-tokenizer needs \p{L} and \p{N}; safetensors: Hugging Face's weight files, read by NumPy
     install_requires=["numpy>=1.22", "tqdm", "matplotlib", "threadpoolctl", "regex", "safetensors"],
     extras_require={
-        "dev": ["pytest", "hypothesis", "tiktoken"],   # tiktoken: the reference the BPE tests compare against
+        # tiktoken: the reference the BPE tests compare against; playwright drives Debian's chromium
+        # (/usr/bin/chromium) in the explorer page's browser tests, and never downloads a browser of its own
+        "dev": ["pytest", "hypothesis", "tiktoken", "playwright"],
         "hub": ["huggingface_hub"],                   # GPT.from_pretrained("gpt2"): downloads, needs network
         # NVRTC is what CuPy's RawModule compiles the kernels with (the tests compile with it too)
         "cuda12": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],

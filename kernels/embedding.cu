@@ -8,7 +8,10 @@
 // warp order. The same ids give the same bits, and a row no id points at gets zeros (no separate zero-fill).
 #include "common.cuh"
 
-#define EMB_WARPS 8   // launch with EMB_WARPS * 32 threads (tensorlite/cuda/launch.py EMB_THREADS)
+// EMB_WARPS: warps per block (launched with EMB_WARPS * 32 threads).
+#ifndef EMB_WARPS
+#error "EMB_WARPS is a -D macro from tensorlite/cuda/launch.py (KERNEL_DEFINES)"
+#endif
 
 extern "C" __global__ void embedding_bwd(const float* __restrict__ dy, const long long* __restrict__ order,
                                          const long long* __restrict__ starts, float* __restrict__ dweight,

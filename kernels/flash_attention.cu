@@ -16,9 +16,11 @@
 // The NumPy mirror of this algorithm is tensorlite/cuda/mirror.py; launch specs are in tensorlite/cuda/launch.py.
 #include "common.cuh"
 
-#define FA_ROWS 64   // query rows per block (forward, dQ) = key rows per block (dK/dV)
-#define FA_TILE 32   // rows of the tile walked through shared memory
-#define FA_PART 32   // dimensions per thread: a block has FA_ROWS * D / FA_PART threads (tensorlite/cuda/launch.py)
+// FA_ROWS: query rows per block (forward, dQ) = key rows per block (dK/dV); FA_TILE: rows of the tile walked
+// through shared memory; FA_PART: dimensions per thread, so a block has FA_ROWS * D / FA_PART threads.
+#if !defined(FA_ROWS) || !defined(FA_TILE) || !defined(FA_PART)
+#error "FA_ROWS, FA_TILE and FA_PART are -D macros from tensorlite/cuda/launch.py (KERNEL_DEFINES)"
+#endif
 
 // The k-th of the FA_PART dimensions that thread `part` of a row (0 <= part < S = D / FA_PART) owns. The parts
 // interleave in runs of 4 floats, so one float4 read of a shared tile row by the S threads of a row touches S

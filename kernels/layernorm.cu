@@ -35,7 +35,10 @@ extern "C" __global__ void layernorm_fwd(const float* __restrict__ x, const floa
     }
 }
 
-#define LN_BWD_ROWS 32   // rows per block of layernorm_bwd (tensorlite/cuda/launch.py LN_BWD_ROWS)
+// LN_BWD_ROWS: rows per block of layernorm_bwd.
+#ifndef LN_BWD_ROWS
+#error "LN_BWD_ROWS is a -D macro from tensorlite/cuda/launch.py (KERNEL_DEFINES)"
+#endif
 
 extern "C" __global__ void layernorm_bwd(const float* __restrict__ x, const float* __restrict__ w,
                                          const float* __restrict__ mean_in, const float* __restrict__ rstd_in,

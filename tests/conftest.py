@@ -3,6 +3,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import tensorlite as tl
+from tensorlite.cuda import emulator
 
 # CI has 2 cores and minutes, not hours: few, small examples per property, no deadline (first calls compile).
 settings.register_profile("ci", max_examples=12, deadline=None,
@@ -20,3 +21,11 @@ def _device_param(name):
 def device(request):
     """The device a test runs on; the cuda case skips cleanly without a GPU."""
     return request.param
+
+
+@pytest.fixture(params=emulator.STANDARD_SCHEDULES, ids=str)
+def schedule(request):
+    """Run the test's emulated launches under one emulator schedule: CUDA orders no warp before another, so every
+    schedule must give the same result. A failing test's id names the schedule (and seed) that replays it."""
+    with emulator.using_schedule(request.param) as chosen:
+        yield chosen

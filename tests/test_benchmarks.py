@@ -167,7 +167,7 @@ def test_launch_each_kernel_launches_every_kernel_of_every_source_under_the_emul
     assert proc.returncode == 0, proc.stderr[-3000:]
     launched = re.search(r"^launched (\d+) kernels: (.*)$", proc.stdout, re.M)
     every = {name for source in os.listdir(kernel_dir()) if source.endswith(".cu")
-             for name, _ in emulator.build(source)[1]}
+             for name, _ in emulator.build(source).kernels}
     assert set(launched[2].split()) == every and int(launched[1]) == len(every)
     assert proc.stdout.startswith("python ") and "no GPU" in proc.stdout.splitlines()[0]
 

@@ -109,17 +109,24 @@ def test_interrupt_saves_after_the_current_step(tmp_path):
 
 def test_grad_accum_equals_one_big_batch(tmp_path):
     """N micro-batches of B accumulate to the gradient of one batch of B*N (float64 precision check in
-    test_course; here: the trainer's scaling makes the two runs agree to float32 rounding)."""
-    big = Trainer(config(tmp_path, "g", batch_size=8, max_iters=1, dropout=0.0))
-    small = Trainer(config(tmp_path, "h", batch_size=4, grad_accum=2, max_iters=1, dropout=0.0))
-    rng_big, rng_small = np.random.default_rng(0), np.random.default_rng(0)
-    big.batch_rng, small.batch_rng = rng_big, rng_small
+    test_course). Compared before the optimizer step and without clipping: AdamW's first step and clipping would
+    hide a wrong scale of the accumulated gradient."""
+    big = Trainer(config(tmp_path, "g", batch_size=8, max_iters=1, dropout=0.0, grad_clip=0.0))
+    small = Trainer(config(tmp_path, "h", batch_size=4, grad_accum=2, max_iters=1, dropout=0.0, grad_clip=0.0))
     x, y = big.dataset.get_batch("train", 8, np.random.default_rng(0))
     big.dataset.get_batch = lambda *a, **k: (x, y)
     halves = iter([(x[:4], y[:4]), (x[4:], y[4:])])
     small.dataset.get_batch = lambda *a, **k: next(halves)
+    grads = {}
+    for trainer in (big, small):
+        def step_recording_grads(trainer=trainer, step=trainer.optimizer.step):
+            grads[trainer] = [p.grad.copy() for p in trainer.model.parameters()]
+            step()
+        trainer.optimizer.step = step_recording_grads
     big.step()
     small.step()
+    for (name, _), g_small, g_big in zip(big.model.named_parameters(), grads[small], grads[big]):
+        np.testing.assert_allclose(g_small, g_big, rtol=1e-4, atol=1e-6, err_msg=name)
     for name, value in params(big).items():
         np.testing.assert_allclose(params(small)[name], value, atol=1e-6, err_msg=name)
 

@@ -1,11 +1,17 @@
-"""Every kernel in kernels/ executed by the CPU emulator (the real sources, the real launch specs) against NumPy."""
+"""Every kernel in kernels/ executed by the CPU emulator (the real sources, the real launch specs) against NumPy,
+under every one of emulator.STANDARD_SCHEDULES and the racecheck; and planted bugs it must report."""
+import itertools
+import os
+import shutil
+
 import numpy as np
 import pytest
 
 import tensorlite as tl
 import tensorlite.functional as F
-from tensorlite.cuda import fused, launch, mirror
+from tensorlite.cuda import emulator, fused, launch, mirror
 from tensorlite.cuda.mode import fused_mode
+from tensorlite.cuda.sources import kernel_dir
 
 
 def attention_inputs(B, H, T, D, seed=0):
@@ -13,10 +19,16 @@ def attention_inputs(B, H, T, D, seed=0):
     return [rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(4)]
 
 
-@pytest.mark.parametrize("T", [1, 7, 33, 65])
-@pytest.mark.parametrize("D", [32, 64])
-@pytest.mark.parametrize("causal", [False, True])
-def test_flash_attention_kernels_match_the_mirror(T, D, causal):
+def one_schedule_per_case(cases):
+    """(*case, schedule) for each case, the schedules taken in turn: the slowest tests run each case once, and each
+    of their kernels still meets every schedule over its cases. The schedule goes to the `schedule` fixture."""
+    return [(*case, str(s)) for case, s in zip(cases, itertools.cycle(emulator.STANDARD_SCHEDULES))]
+
+
+@pytest.mark.parametrize("T,D,causal,schedule", one_schedule_per_case(itertools.product([1, 7, 33, 65], [32, 64],
+                                                                                         [False, True])),
+                         indirect=["schedule"])
+def test_flash_attention_kernels_match_the_mirror(T, D, causal, schedule):
     q, k, v, do = attention_inputs(2, 2, T, D, seed=T + D)
     scale, p, seed = 1 / np.sqrt(D), 0.0, 0
     o, lse = np.zeros_like(q), np.zeros(q.shape[:3], np.float32)
@@ -32,8 +44,9 @@ def test_flash_attention_kernels_match_the_mirror(T, D, causal):
         np.testing.assert_allclose(got, want, atol=2e-5)
 
 
-@pytest.mark.parametrize("T,D,causal,p", [(40, 128, True, 0.25), (97, 64, False, 0.1), (130, 128, True, 0.0)])
-def test_flash_attention_dropout_and_several_row_blocks(T, D, causal, p):
+@pytest.mark.parametrize("T,D,causal,p,schedule", one_schedule_per_case([(130, 128, True, 0.0), (40, 128, True, 0.25),
+                                                                         (97, 64, False, 0.1)]), indirect=["schedule"])
+def test_flash_attention_dropout_and_several_row_blocks(T, D, causal, p, schedule):
     q, k, v, do = attention_inputs(1, 2, T, D, seed=3)
     scale, seed = 1 / np.sqrt(D), 99
     o, lse = np.zeros_like(q), np.zeros(q.shape[:3], np.float32)
@@ -50,7 +63,7 @@ def test_flash_attention_dropout_and_several_row_blocks(T, D, causal, p):
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 65), (5, 300)])
-def test_softmax_kernels(rows, cols):
+def test_softmax_kernels(rows, cols, schedule):
     rng = np.random.default_rng(cols)
     x, dy = (rng.standard_normal((rows, cols)).astype(np.float32) * 5 for _ in range(2))
     y, dx = np.zeros_like(x), np.zeros_like(x)
@@ -61,7 +74,7 @@ def test_softmax_kernels(rows, cols):
     np.testing.assert_allclose(dx, y * (dy - (dy * y).sum(1, keepdims=True)), atol=1e-5)
 
 
-def test_softmax_cross_entropy_kernel_with_ignore_index():
+def test_softmax_cross_entropy_kernel_with_ignore_index(schedule):
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((9, 70)).astype(np.float32) * 3
     targets = rng.integers(0, 70, 9).astype(np.int64)
@@ -105,7 +118,7 @@ def test_launch_specs_reject_what_would_read_out_of_bounds():
                             np.zeros((2, 3), np.float32), -1)
 
 
-def test_functional_ops_route_through_the_emulated_kernels():
+def test_functional_ops_route_through_the_emulated_kernels(schedule):
     """TENSORLITE_FUSED=emulate: F's ops run the kernels on CPU tensors and agree with the reference path."""
     q, k, v, _ = attention_inputs(1, 2, 20, 32, seed=5)
     logits = np.random.default_rng(1).standard_normal((6, 11)).astype(np.float32)
@@ -126,7 +139,7 @@ def test_functional_ops_route_through_the_emulated_kernels():
 
 
 @pytest.mark.parametrize("rows,cols,bias", [(5, 1, True), (5, 37, False), (70, 130, True)])
-def test_layernorm_kernels(rows, cols, bias):
+def test_layernorm_kernels(rows, cols, bias, schedule):
     rng = np.random.default_rng(cols)
     x, dy = (rng.standard_normal((rows, cols)).astype(np.float32) for _ in range(2))
     w, b = (rng.standard_normal(cols).astype(np.float32) for _ in range(2))
@@ -147,7 +160,7 @@ def test_layernorm_kernels(rows, cols, bias):
     np.testing.assert_allclose(db_partial[-1], dy[32 * (blocks - 1):].sum(axis=0), atol=1e-5)   # its rows only
 
 
-def test_gelu_kernels_any_size():
+def test_gelu_kernels_any_size(schedule):
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 3
     dy = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
     y, dx = np.zeros_like(x), np.zeros_like(x)
@@ -162,7 +175,7 @@ def test_gelu_kernels_any_size():
 
 
 @pytest.mark.parametrize("shape,p", [((1,), 0.5), ((7, 33), 0.1), ((3, 5, 257), 0.5)])
-def test_dropout_kernel_matches_the_mirror_any_size(shape, p):
+def test_dropout_kernel_matches_the_mirror_any_size(shape, p, schedule):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32) + 3      # never 0: zeros are dropped
     y = np.zeros_like(x)
     launch.run(launch.dropout_mul(x, y, p, 1234))
@@ -172,7 +185,7 @@ def test_dropout_kernel_matches_the_mirror_any_size(shape, p):
 
 
 @pytest.mark.parametrize("shape", [(1,), (3, 5, 257)])
-def test_dropout_add_kernel_matches_the_mirror_any_size(shape):
+def test_dropout_add_kernel_matches_the_mirror_any_size(shape, schedule):
     rng = np.random.default_rng(1)
     x, residual = rng.standard_normal(shape).astype(np.float32) + 3, rng.standard_normal(shape).astype(np.float32)
     y = np.zeros_like(x)
@@ -191,7 +204,7 @@ def test_dropout_mirror_keeps_one_minus_p_and_seeds_differ():
     assert 0.6 < ((masks[0] > 0) == (masks[1] > 0)).mean() < 0.74     # independent: 0.8^2 + 0.2^2 = 0.68
 
 
-def test_fused_dropout_regenerates_its_mask_in_backward():
+def test_fused_dropout_regenerates_its_mask_in_backward(schedule):
     """TENSORLITE_FUSED=emulate: F.dropout runs kernels/dropout.cu; backward multiplies by the same mask, and
     the same manual_seed gives the same mask."""
     x = np.random.default_rng(1).standard_normal((4, 50)).astype(np.float32) + 3
@@ -209,7 +222,7 @@ def test_fused_dropout_regenerates_its_mask_in_backward():
     assert 0.5 < (outs[0] != 0).mean() < 0.9
 
 
-def test_fused_dropout_add_keeps_no_mask_and_the_model_adds_its_residuals_itself():
+def test_fused_dropout_add_keeps_no_mask_and_the_model_adds_its_residuals_itself(schedule):
     """TENSORLITE_FUSED=emulate: F.dropout_add is one kernel with dropout's mask (nothing saved), gradients
     dropout's for x and unchanged for the residual. A GPT block does not use it: x + dropout(branch) is a plain
     add of the dropout kernel's output."""
@@ -237,7 +250,7 @@ def test_fused_dropout_add_keeps_no_mask_and_the_model_adds_its_residuals_itself
 
 
 @pytest.mark.parametrize("n,cols", [(1, 1), (61, 40), (300, 65)])
-def test_embedding_backward_kernel_matches_the_mirror(n, cols):
+def test_embedding_backward_kernel_matches_the_mirror(n, cols, schedule):
     """Frequent ids (runs longer than the block's 8 warps), table rows no id points at (zeros), columns that are
     not a multiple of 32, and ids outside the table (skipped, never read out of bounds)."""
     rng = np.random.default_rng(n)
@@ -256,7 +269,7 @@ def test_embedding_backward_kernel_matches_the_mirror(n, cols):
     np.testing.assert_allclose(want, naive, rtol=1e-5, atol=1e-5)
 
 
-def test_embedding_backward_runs_through_the_kernel_when_fused():
+def test_embedding_backward_runs_through_the_kernel_when_fused(schedule):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 7, (3, 20))
     weight = rng.standard_normal((7, 33)).astype(np.float32)
@@ -277,7 +290,7 @@ def test_embedding_backward_runs_through_the_kernel_when_fused():
                                   np.zeros((2, 3), np.float32))
 
 
-def test_fused_adamw_matches_the_reference_optimizer():
+def test_fused_adamw_matches_the_reference_optimizer(schedule):
     rng = np.random.default_rng(0)
     shapes = [(3, 5), (7,), (2, 2, 2)]
     results = {}
@@ -296,3 +309,95 @@ def test_fused_adamw_matches_the_reference_optimizer():
         np.testing.assert_allclose(got, want, atol=1e-6)
     state = results["emulate"][1]["state"]
     assert state[0]["step"] == 3 and state[1]["exp_avg"].shape == (7,)
+
+
+@pytest.mark.parametrize("mode", ["0", "emulate"])
+def test_attention_dropout_is_the_masked_formula_scaled_by_1_over_1_minus_p(mode):
+    """O = (softmax(Q K^T * scale + causal mask) * keep / (1 - p)) V for the mask the op drew, on the reference path
+    and through the flash kernel (a gradcheck cannot see a missing 1 / (1 - p): it is self-consistent with any
+    scale). The mask comes from a second call with the same seed and V = I, whose output is the weights."""
+    B, H, T, D, p = 1, 2, 32, 32, 0.3
+    q, k, v, _ = attention_inputs(B, H, T, D, seed=7)
+    identity = np.broadcast_to(np.eye(T, dtype=np.float32), (B, H, T, T)).copy()
+    outs = []
+    with fused_mode(mode):
+        for values in (v, identity):
+            tl.manual_seed(11)                                     # the same draws, so the same mask
+            query = tl.tensor(q, requires_grad=True)                 # a graph, so the kernel's seed can be read
+            outs.append(F.scaled_dot_product_attention(query, tl.tensor(k), tl.tensor(values), is_causal=True,
+                                                       dropout_p=p))
+    out, weights = (o.numpy() for o in outs)
+    visible = np.tril(np.ones((T, T), bool))
+    s = np.where(visible, q @ k.transpose(0, 1, 3, 2) / np.sqrt(D), -np.inf)
+    probs = np.exp(s - s.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    keep = weights != 0
+    assert 0.6 < keep[:, :, visible].mean() < 0.8                 # about 1 - p of the visible weights survive
+    if mode == "emulate":                                          # the kernel's hash, reproduced by the mirror
+        bh, i, j = np.arange(B * H)[:, None, None], np.arange(T)[None, :, None], np.arange(T)[None, None, :]
+        hashed = mirror.dropout_keep(p, outs[0].creator.seed, bh, i, j).reshape(B, H, T, T) > 0
+        np.testing.assert_array_equal(keep, hashed & visible)
+    np.testing.assert_allclose(weights, probs * keep / (1 - p), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, (probs * keep / (1 - p)) @ v, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- planted bugs
+# Each is made in a copy of kernels/ (never in kernels/ itself) by deleting one barrier; the racecheck must report
+# it under every schedule, naming the array, the index and both warps.
+PLANTED = {
+    # issue 23's bug: a fast warp's lane 0 writes scratch[w] for the next reduction before slow warps read this one
+    "block_reduce": ("common.cuh", "    total = is_max ? warp_max(total) : warp_sum(total);\n    __syncthreads();\n",
+                     "    total = is_max ? warp_max(total) : warp_sum(total);\n"),
+    # the next K/V tile overwrites the one other warps still read
+    "flash_tile": ("flash_attention.cu", "        __syncthreads();\n    }\n    if (active) {\n",
+                   "    }\n    if (active) {\n"),
+    # warp 0 adds up the other warps' partial sums before they have written them
+    "embedding": ("embedding.cu", "    partial[warp][lane] = sum;\n    __syncthreads();\n",
+                  "    partial[warp][lane] = sum;\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """name -> a copy of kernels/ with PLANTED[name]'s barrier deleted (built once per module)."""
+    copies = {}
+    for name, (source, correct, buggy) in PLANTED.items():
+        directory = tmp_path_factory.mktemp(name)
+        for f in os.listdir(kernel_dir()):
+            if f.endswith((".cu", ".cuh")):
+                shutil.copy(os.path.join(kernel_dir(), f), directory)
+        text = (directory / source).read_text()
+        assert text.count(correct) == 1, f"{source} changed: the planted bug {name!r} no longer applies"
+        (directory / source).write_text(text.replace(correct, buggy))
+        copies[name] = str(directory)
+    return copies
+
+
+def run_planted(directory, spec):
+    emulator.launch(spec.source, spec.kernel, spec.grid, spec.block, spec.shared_mem, spec.args, kernel_dir=directory)
+
+
+def test_block_reduce_without_its_second_barrier_is_a_reported_race(planted, schedule):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 300)).astype(np.float32)
+    w, y, mean, rstd = np.ones(300, np.float32), np.zeros_like(x), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    for spec in (launch.softmax_forward(x, y), launch.layernorm_forward(x, w, w, y, mean, rstd, 1e-5)):
+        with pytest.raises(emulator.SharedMemoryRace, match=rf"kernel {spec.kernel}: shared-memory race on "
+                                                            r"scratch\[[0-3]\] in block \(0, 0, 0\): (read|written) by "
+                                                            r"warp [0-3] lane \d+, then (read|written) by warp [0-3] "
+                                                            rf"lane \d+, .*schedule {schedule}"):
+            run_planted(planted["block_reduce"], spec)
+
+
+def test_tile_reuse_and_partial_sums_without_a_barrier_are_reported_races(planted, schedule):
+    q, k, v, _ = attention_inputs(1, 1, 65, 32)                   # two K/V tiles, two warps per block
+    o, lse = np.zeros_like(q), np.zeros(q.shape[:3], np.float32)
+    with pytest.raises(emulator.SharedMemoryRace, match=r"kernel flash_attn_fwd_d32: shared-memory race on "
+                                                        r"[kv]_tile\[\d+\] in block \(0, 0, 0\): (read|written) by "
+                                                        r"warp [01] lane \d+, then (read|written) by warp [01]"):
+        run_planted(planted["flash_tile"], launch.flash_forward(q, k, v, o, lse, 0.2, False, 0.0, 0))
+    dy, ids = np.ones((20, 3), np.float32), np.zeros(20, np.int64)  # one id: all 8 warps add into row 0
+    with pytest.raises(emulator.SharedMemoryRace, match=r"kernel embedding_bwd: shared-memory race on "
+                                                        r"partial\[[1-7]\]\[[0-2]\] in block \(0, 0, 0\)"):
+        run_planted(planted["embedding"], launch.embedding_backward(dy, np.arange(20), np.array([0, 20]),
+                                                                    np.zeros((1, 3), np.float32)))

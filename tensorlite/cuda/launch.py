@@ -12,15 +12,23 @@ import numpy as np
 from .. import backend
 from .sources import kernel_dir, read_source
 
-FA_ROWS = 64                 # rows per block of the flash attention kernels (kernels/flash_attention.cu)
+# The kernels' tile sizes: defined here only, and handed to every compiler of kernels/*.cu as -D macros
+# (KERNEL_DEFINES: NVRTC below, g++ in emulator.py, nvcc in tests/test_kernels_compile.py); a .cu file that uses
+# one stops with an #error when it is missing. The NumPy mirrors (mirror.py) import them from here.
+FA_ROWS = 64                 # query rows per block of the flash attention kernels (= key rows per block of dK/dV)
+FA_TILE = 32                 # rows of the tile of K/V (or Q/dO) those blocks walk through shared memory
 FA_PART = 32                 # head dimensions per thread there: D / FA_PART threads per row
+LN_BWD_ROWS = 32             # rows per block of layernorm_bwd (kernels/layernorm.cu)
+EMB_WARPS = 8                # warps per block of embedding_bwd (kernels/embedding.cu)
+KERNEL_MACROS = {"FA_ROWS": FA_ROWS, "FA_TILE": FA_TILE, "FA_PART": FA_PART, "LN_BWD_ROWS": LN_BWD_ROWS,
+                 "EMB_WARPS": EMB_WARPS}
+KERNEL_DEFINES = tuple(f"-D{name}={value}" for name, value in KERNEL_MACROS.items())
 FA_HEAD_SIZES = (32, 64, 128)
 ROW_THREADS = 128            # threads per block of the row kernels (softmax.cu, layernorm.cu)
-LN_BWD_ROWS = 32             # rows per block of layernorm_bwd (kernels/layernorm.cu)
 ELEMENTWISE_THREADS = 256    # threads per block of the elementwise kernels (gelu.cu, dropout.cu, adamw.cu)
-EMB_THREADS = 256            # threads per block of kernels/embedding.cu (EMB_WARPS warps of 32)
+EMB_THREADS = EMB_WARPS * 32
 MAX_GRID_Y = 65535
-NVRTC_OPTIONS = ("--std=c++17",)
+NVRTC_OPTIONS = ("--std=c++17",) + KERNEL_DEFINES
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
 """NumPy mirrors of the CUDA kernels: the same algorithm, tile by tile, readable and testable on any machine.
 
+What they are for: the tests compare the kernels with them (tests/test_kernels_emulated.py under the CPU emulator,
+tests/test_kernels_gpu.py on a GPU) and check them against the naive formulas (tests/test_flash_mirror.py), and
+docs/backprop_through_attention.md points readers here for the tiled algorithm in NumPy. The engine never calls
+them: an op's reference path is tensorlite/functional.py. They live in the package rather than beside the tests
+so that an installed tensorlite (where tests/ is not) can still check its kernels against them.
+
 `flash_forward` walks K/V in tiles of FA_TILE keys for blocks of FA_ROWS queries, keeping the online softmax
 (running max m, running sum l, output rescaled by exp(m_old - m_new)) exactly as kernels/flash_attention.cu
 does per thread; `flash_backward` recomputes P from Q, K and the logsumexp, tile by tile, as its dK/dV and dQ
-kernels do. Tests check both against the naive formula; the emulated kernels are checked against these.
+kernels do. The tile sizes are launch.py's, the same numbers the kernels are compiled with.
 """
 import numpy as np
 
-FA_ROWS = 64    # must match kernels/flash_attention.cu
-FA_TILE = 32
-EMB_WARPS = 8   # must match kernels/embedding.cu
+from .launch import EMB_WARPS, FA_ROWS, FA_TILE
 
 
 def dropout_uniform(seed, a, b, c):

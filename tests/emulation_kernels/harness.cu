@@ -51,7 +51,8 @@ extern "C" __global__ void off_by_one(const float* __restrict__ x, float* __rest
     if (i <= n) out[0] += x[i];
 }
 
-// Planted bug: only half the threads reach the barrier.
+// Planted bug: only half of warp 0 reaches the barrier (the rest of the block waits at a shuffle, and with more
+// than one warp the other warps pass it and end).
 extern "C" __global__ void divergent_barrier(float* out) {
     if (threadIdx.x < 16) __syncthreads();
     else __shfl_xor_sync(0xffffffffu, 1.0f, 1);
@@ -65,4 +66,54 @@ extern "C" __global__ void atomic_count(float* counter) { atomicAdd(counter, 1.0
 extern "C" __global__ void warp_sums_every_lane(const float* __restrict__ x, float* __restrict__ out) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     out[i] = warp_sum(x[i]);
+}
+
+// Planted bug: common.cuh's block_reduce without its second barrier, called twice. A fast warp's lane 0 writes
+// scratch[warp] for the second sum while slower warps may still read it for the first: the warp shuffles in
+// between order nothing across warps. Lane 0 of warp w writes out[2 w] = sum(x), out[2 w + 1] = sum(2 x).
+__device__ float block_sum_one_barrier(float value, float* scratch) {
+    const int lane = threadIdx.x % TL_WARP, warp = threadIdx.x / TL_WARP, n_warps = blockDim.x / TL_WARP;
+    value = warp_sum(value);
+    if (lane == 0) scratch[warp] = value;
+    __syncthreads();
+    return warp_sum(lane < n_warps ? scratch[lane] : 0.0f);
+}
+
+extern "C" __global__ void two_sums_one_barrier(const float* __restrict__ x, float* __restrict__ out) {
+    __shared__ float scratch[32];
+    const float v = x[threadIdx.x];
+    const float first = block_sum_one_barrier(v, scratch);
+    const float second = block_sum_one_barrier(2.0f * v, scratch);
+    if (threadIdx.x % TL_WARP == 0) {
+        out[2 * (threadIdx.x / TL_WARP)] = first;
+        out[2 * (threadIdx.x / TL_WARP) + 1] = second;
+    }
+}
+
+// Planted bug: every warp's lane 0 writes the same word in one barrier interval (a write-write race): which warp
+// wins is the schedule's choice.
+extern "C" __global__ void last_warp_wins(int* __restrict__ out) {
+    __shared__ int winner;
+    if (threadIdx.x % 32 == 0) winner = threadIdx.x / 32;
+    __syncthreads();
+    if (threadIdx.x == 0) out[0] = winner;
+}
+
+// Lanes of one warp exchange values through their warp's own slice of shared memory: warp-synchronous code,
+// no race between warps.
+extern "C" __global__ void swap_neighbours_in_warp(const float* __restrict__ x, float* __restrict__ out) {
+    __shared__ float slots[256];
+    slots[threadIdx.x] = x[threadIdx.x];
+    __syncwarp();
+    out[threadIdx.x] = slots[threadIdx.x ^ 1];
+}
+
+// Every thread adds 1 to one shared counter with atomicAdd: atomics are no race.
+extern "C" __global__ void shared_atomic_count(int* __restrict__ out) {
+    __shared__ int count;
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    atomicAdd(&count, 1);
+    __syncthreads();
+    if (threadIdx.x == 0) out[blockIdx.x] = count;
 }
