@@ -54,6 +54,8 @@ def _attention_cases(max_t):
 class _AttentionExercise(PythonExercise):
     """What exercises 6 and 10 share: causal attention of (B, H, T, D) q, k, v, answers (dq, dk, dv)."""
     engine_name = "the engine's attention backward"
+    shapes = ("the shapes: S, P, dP and dS are (..., T, T); dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q, with "
+              "np.swapaxes(a, -1, -2) as the transpose of the last two axes")
     leak_hint = ("gradient leaks through the mask: with dO zero for every query but query 0, keys 1.. got "
                  "gradient, though query 0 cannot see them (P is 0 above the diagonal, and so is dS there)")
 
@@ -212,6 +214,8 @@ class Heads(PythonExercise):
     gpt_piece = "split and merge backward"
     engine_name = "the engine's split/merge backward"
     drawn = "B of 1 or 2, T of 1 to 5, 1 to 3 heads of size 1 to 3"
+    shapes = ("the shapes: q, k, v (B, H, T, D) each -> (B, T, H, D) -> (B, T, C) -> side by side (B, T, 3C); "
+              "dy (B, T, C) -> (B, T, H, D) -> (B, H, T, D)")
 
     def cases(self):
         return st.fixed_dictionaries(dict(b=st.integers(1, 2), t=st.integers(1, 5), h=st.integers(1, 3),

@@ -90,18 +90,18 @@ class BlockExercise(Exercise):
     number, name, section, extension = 9, "block", "residual", ".py"
     title = "a whole GPT block by hand: every intermediate's gradient beside autograd's"
     solution_ref = "exercises/grader/block.py::engine_walk (the engine's own backward of each op, chained)"
-    function = "block_backward"
+    functions = ("block_backward",)
     table_case = dict(b=2, t=5, h=2, d=4, seed=0)
     max_examples = 4
 
     def learner(self, path):
-        return Learner.from_file(path, (self.function,))
+        return Learner.from_file(path, self.functions)
 
     def engine(self):
-        return Learner({self.function: engine_walk}, self.solution_ref, whose="the engine's")
+        return Learner({self.functions[0]: engine_walk}, self.solution_ref, whose="the engine's")
 
     def untouched(self, path):
-        return stub_untouched(path, (self.function,))
+        return stub_untouched(path, self.functions)
 
     # ---- one case: the forward, autograd's gradients, the learner's
     def reference(self, case):
@@ -128,9 +128,9 @@ class BlockExercise(Exercise):
         return cache, {n: p.data for n, p in params.items()}, dout, autograd
 
     def answer(self, learner, cache, params, dout):
-        grads = learner.call(self.function, dict(cache), dict(params), dout)
+        grads = learner.call(self.functions[0], dict(cache), dict(params), dout)
         if not isinstance(grads, dict):
-            raise Failure(f"{self.function}() returned {type(grads).__name__}; expected a dict of gradients, "
+            raise Failure(f"{self.functions[0]}() returned {type(grads).__name__}; expected a dict of gradients, "
                           "one per intermediate and parameter name", kind=INVALID)
         return grads
 
@@ -144,7 +144,7 @@ class BlockExercise(Exercise):
                 rows.append((name, MISSING, None, ""))
                 continue
             try:
-                got, = check_answer(self.function, got, [(f'grads["{name}"]', want.shape, want.dtype)])
+                got, = check_answer(self.functions[0], got, [(f'grads["{name}"]', want.shape, want.dtype)])
             except Failure as failure:
                 rows.append((name, WRONG, None, failure.message.split("returned ", 1)[-1]))
                 continue
@@ -228,7 +228,7 @@ class BlockExercise(Exercise):
             def backward(self, gy):
                 grads = exercise.answer(learner, self.cache, self.params, gy)
                 wanted = [("x", self.cache["x"])] + [(n, self.params[n]) for n in PARAMETERS]
-                return tuple(check_answer(exercise.function, grads.get(n), [(f'grads["{n}"]', a.shape, a.dtype)])[0]
+                return tuple(check_answer(exercise.functions[0], grads.get(n), [(f'grads["{n}"]', a.shape, a.dtype)])[0]
                              for n, a in wanted)
 
         def forward(block, x, cache=None):

@@ -242,8 +242,10 @@ def check_answer(name, answer, expected, shape_hint=None):
             raise Failure(f"{name}() returned {label} of shape {value.shape}; expected shape {tuple(shape)}",
                           hint=hint, kind=INVALID)
         if value.dtype != dtype:
+            promoted = (" (a NumPy float64 scalar, such as np.sqrt(2 / np.pi), turns float32 arrays into float64: "
+                        "math.sqrt gives a Python float, which does not)" if value.dtype == np.float64 else "")
             raise Failure(f"{name}() returned {label} as {value.dtype} for {np.dtype(dtype).name} inputs; keep "
-                          f"the inputs' dtype (an array you create needs dtype=..., e.g. np.zeros_like)",
+                          f"the inputs' dtype (an array you create needs dtype=..., e.g. np.zeros_like){promoted}",
                           kind=INVALID)
     return tuple(answer)
 
@@ -270,13 +272,15 @@ def close(a, b):
 
 
 def for_drawn_cases(strategy, check, max_examples):
-    """Run check(case) on hypothesis-drawn cases (the same ones every run); a Failure comes back from the smallest
-    failing case hypothesis finds."""
-    from hypothesis import HealthCheck, Verbosity, given, settings
+    """Run check(case) on hypothesis-drawn cases (the same ones every run); the first Failure comes back."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis.errors import Flaky
 
+    # No shrinking: the first failing case is reported as it is (shrinking would rerun a learner's slow answer
+    # dozens of times, and the drawn cases start small anyway).
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True, verbosity=Verbosity.quiet,
-              report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+              phases=(Phase.explicit, Phase.generate))
     @given(strategy)
     def run(case):
         check(case)

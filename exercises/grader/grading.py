@@ -1,6 +1,8 @@
 """Grade one exercise: the header, every check in turn, and the verdict, all as lines of a Report."""
 from dataclasses import dataclass
 
+from threadpoolctl import threadpool_limits
+
 from .core import DERIVATION, FAILED, PASSED, TODO, Failure, Report, one_line, shown
 
 
@@ -8,6 +10,10 @@ from .core import DERIVATION, FAILED, PASSED, TODO, Failure, Report, one_line, s
 class Result:
     status: str        # passed, failed, not started, or grader error
     lines: list
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
 
 
 GRADER_ERROR = "grader error"
@@ -20,7 +26,8 @@ def grade(exercise, path=None, solution=False, out=print):
     graded = exercise.solution_ref if solution else shown(path)
     report.say(f"{exercise.number:02d} {exercise.name}: {exercise.title}  ({graded}; {DERIVATION}#{exercise.section})")
     try:
-        exercise.grade(exercise.engine() if solution else exercise.learner(path), report)
+        with threadpool_limits(1):   # the arrays are tiny: more BLAS threads would only wait on each other
+            exercise.grade(exercise.engine() if solution else exercise.learner(path), report)
         status = PASSED
     except Failure as failure:
         report.fail(failure)

@@ -10,7 +10,7 @@ import tensorlite.functional as F
 from tensorlite.functional import (CrossEntropyFunction, EmbeddingFunction, GELUFunction, LayerNormFunction,
                                    LinearFunction, ScaledDotProductAttentionFunction, SoftmaxFunction)
 
-from .core import engine_method, patched, patches
+from .core import close, engine_method, patched, patches
 from .python import Mistake, PythonExercise
 
 SEEDS = st.integers(0, 2 ** 32 - 1)
@@ -54,6 +54,8 @@ class Linear(PythonExercise):
     gpt_piece = "linear backward"
     engine_name = "the engine's linear backward"
     drawn = "x of 2 or 3 dims, 1 to 5 features in and out, the bias broadcast over every row"
+    shapes = ("the shapes: dx = dy @ weight, (..., out) @ (out, in); dW = dy^T x with the leading axes flattened "
+              "to N rows, (out, N) @ (N, in); dbias (out,) sums dy over those rows")
 
     def cases(self):
         return st.fixed_dictionaries(dict(lead=hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4),
@@ -142,9 +144,15 @@ class Softmax(PythonExercise):
     gpt_piece = "softmax backward (the dS step of every attention head)"
     engine_name = "the engine's softmax backward"
     drawn = "1 to 3 dims of 1 to 6, over every dim"
+    shapes = ("the rowsum keeps its axis so that it broadcasts along the row: (dy * y).sum(axis=dim, "
+              "keepdims=True)")
 
     def cases(self):
         return _shape_and_dim()
+
+    def fixed_cases(self):
+        return [("the first of 3 axes", dict(shape=(3, 4, 5), dim=0, seed=1)),
+                ("a middle axis counted from the end", dict(shape=(2, 5, 3), dim=-2, seed=2))]
 
     def describe(self, case):
         return f"for y of shape {case['shape']} with dim={case['dim']}"
@@ -276,9 +284,13 @@ class CrossEntropy(PythonExercise):
             p, onehot, valid, _ = parts(x)
             return cast(x, (p - onehot) * valid / len(p))
 
-        def ignored_kept(x):
-            p, onehot, _, n_valid = parts(x)
-            return cast(x, (p - onehot) / n_valid)
+        def ignored_rows_kept(x, answer, learner):
+            """The rows that count are right, the ignored ones are not zero."""
+            p, onehot, valid, n_valid = parts(x)
+            right, = cast(x, (p - onehot) * valid / n_valid)
+            counted = valid[:, 0]
+            return (not counted.all() and close((answer[0][counted],), (right[counted],))
+                    and bool(np.abs(answer[0][~counted]).max() > 0))
 
         def flipped(x):
             p, onehot, valid, n_valid = parts(x)
@@ -290,8 +302,8 @@ class CrossEntropy(PythonExercise):
             Mistake.gives("the loss is the mean over the rows: divide by the number of rows that count", unmeaned),
             Mistake.gives("the mean is over the rows whose target is not ignore_index, so divide by their number, "
                           "not by every row", over_all_rows),
-            Mistake.gives("a row whose target is ignore_index adds nothing to the loss: its gradient is 0 (and "
-                          "onehot at -1 marks the last class)", ignored_kept),
+            Mistake("a row whose target is ignore_index adds nothing to the loss: its gradient is 0 (and a onehot "
+                    "at index -1 would mark the last class)", ignored_rows_kept),
             Mistake.gives("the sign: d loss / d logits = softmax - onehot (more probability on a wrong class raises "
                           "the loss)", flipped),
         ]
@@ -305,11 +317,13 @@ class LayerNorm(PythonExercise):
     functions = ("layer_norm_backward",)
     gpt_piece = "LayerNorm backward"
     engine_name = "the engine's LayerNorm backward"
-    drawn = "x of 2 or 3 dims, 1 to 6 features, weight and bias broadcast over the rows"
+    drawn = "x of 2 or 3 dims, 2 to 6 features, weight and bias broadcast over the rows"
+    shapes = ("the row means keep their axis, mean(axis=-1, keepdims=True), so they broadcast along each row; "
+              "dweight and dbias (C,) sum over every leading axis")
 
     def cases(self):
         return st.fixed_dictionaries(dict(lead=hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4),
-                                          c=st.integers(1, 6), seed=SEEDS))
+                                          c=st.integers(2, 6), seed=SEEDS))   # one feature: y = bias, no x
 
     def describe(self, case):
         return f"for x of shape {case['lead'] + (case['c'],)}"

@@ -19,7 +19,7 @@ import numpy as np
 from tensorlite.gradcheck import GradcheckError, gradcheck
 
 from . import training
-from .core import Exercise, Failure, Learner, check_answer, close, first_difference, for_drawn_cases, stub_untouched
+from .core import INVALID, Exercise, Failure, Learner, check_answer, close, first_difference, for_drawn_cases, stub_untouched
 
 
 @dataclass
@@ -49,6 +49,7 @@ class PythonExercise(Exercise):
     max_examples = 10       # drawn cases per stage
     gpt_piece = None        # "softmax backward": what trains the GPT (None: no GPT stage)
     engine_name = None      # what stage 2 compares with: "the engine's softmax backward"
+    shapes = None           # the hint when the learner's code raises a shape error: the shapes, spelled out
 
     # ---- what each exercise says
     def cases(self):
@@ -103,8 +104,13 @@ class PythonExercise(Exercise):
         return stub_untouched(path, self.functions)
 
     def call(self, learner, name, args, expected, x):
-        return check_answer(name, learner.call(name, *args), expected,
-                            lambda label, shape: self.shape_hint(label, shape, x))
+        try:
+            answer = learner.call(name, *args)
+        except Failure as failure:
+            if failure.kind == INVALID and " raised ValueError" in failure.message and failure.hint is None:
+                failure.hint = self.shapes   # a shape mismatch inside the learner's code: the shapes, spelled out
+            raise
+        return check_answer(name, answer, expected, lambda label, shape: self.shape_hint(label, shape, x))
 
     def grade(self, learner, report):
         solution = self.engine()
@@ -163,7 +169,7 @@ class PythonExercise(Exercise):
         for exposes, case in fixed:
             check(case, exposes)
         for_drawn_cases(self.cases(), check, self.max_examples)
-        extra = f", and {len(fixed)} fixed: {'; '.join(e for e, _ in fixed)}" if fixed else ""
+        extra = f"; and {len(fixed)} fixed: {'; '.join(e for e, _ in fixed)}" if fixed else ""
         report.ok(f"matches {self.engine_name} in float32 ({self.max_examples} drawn cases{extra})")
 
     def expected(self, x):

@@ -1,10 +1,11 @@
 """The track: the exercises in the derivation's order, and how one is found by number or name."""
 import os
 
-from . import attention, block, layers
+from . import attention, block, kernels, layers
 
 TRACK = (layers.Linear(), layers.Softmax(), layers.CrossEntropy(), layers.LayerNorm(), layers.GELU(),
-         attention.Attention(), attention.Heads(), layers.Embedding(), block.BlockExercise(), attention.FlashTiles())
+         attention.Attention(), attention.Heads(), layers.Embedding(), block.BlockExercise(), attention.FlashTiles(),
+         kernels.SoftmaxKernel(), kernels.FlashBackwardKernel())
 
 
 def find(name):
