@@ -258,7 +258,8 @@ MISTAKES = [
     return dy * (0.5 * (1 + erf) + x * phi)
 ''', "exact (erf)"),
     ("attention", changed("attention", "scale = 1 / math.sqrt(q.shape[-1])", "scale = 1"), "scale is in the backward"),
-    ("attention", changed("attention", "    dv = np.swapaxes(p, -1, -2) @ do\n", '''    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    ("attention", changed("attention", "    dv = np.swapaxes(p, -1, -2) @ do\n", '''\
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
     p = np.exp(s - s.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
     dv = np.swapaxes(p, -1, -2) @ do

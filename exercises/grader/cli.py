@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from .core import DERIVATION, EXERCISES_DIR, FAILED, PASSED, TODO, shown
-from .grading import GRADER_ERROR
+from .grading import GRADER_ERROR, grade
 from .track import TRACK, find
 
 PROGRESS = ".progress.json"
@@ -110,9 +110,7 @@ def print_track(directory):
 def check(args):
     exercises = TRACK if args.all else (find(args.name),)
     if args.debug:
-        from . import grading
-        grading.grade.debug = True
-        results = [grading.grade(e, e.path(args.dir), args.solution).status for e in exercises]
+        results = [grade(e, e.path(args.dir), args.solution, debug=True).status for e in exercises]
         return 0 if all(r == PASSED for r in results) else 1
     start, statuses = time.monotonic(), []
     for i, exercise in enumerate(exercises):

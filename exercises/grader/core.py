@@ -11,12 +11,12 @@ import os
 import traceback
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis.errors import Flaky
 
 import tensorlite as tl
 
-TODO, INVALID, WRONG = "not started", "not even wrong", "wrong"
-
-
+TODO, INVALID, WRONG = "not started", "not even wrong", "wrong"   # how an answer fails (TODO: a status too)
 PASSED, FAILED = "passed", "failed"
 EXERCISES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DERIVATION = "docs/backprop_through_attention.md"
@@ -75,10 +75,6 @@ class Report:
         self.say(f"  FAIL  {failure.message}")
         if failure.hint:
             self.say(f"        hint: {failure.hint}")
-
-    @property
-    def text(self):
-        return "\n".join(self.lines)
 
 
 def grad_of(tensor):
@@ -273,9 +269,6 @@ def close(a, b):
 
 def for_drawn_cases(strategy, check, max_examples):
     """Run check(case) on hypothesis-drawn cases (the same ones every run); the first Failure comes back."""
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis.errors import Flaky
-
     # No shrinking: the first failing case is reported as it is (shrinking would rerun a learner's slow answer
     # dozens of times, and the drawn cases start small anyway).
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True, verbosity=Verbosity.quiet,

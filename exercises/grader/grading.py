@@ -19,8 +19,9 @@ class Result:
 GRADER_ERROR = "grader error"
 
 
-def grade(exercise, path=None, solution=False, out=print):
-    """Check the learner's file at path (default: the one in exercises/), or with solution=True the engine's code."""
+def grade(exercise, path=None, solution=False, out=print, debug=False):
+    """Check the learner's file at path (default: the one in exercises/), or with solution=True the engine's code.
+    debug: let a grader error raise, with its traceback."""
     report = Report(out)
     path = path or exercise.path()
     graded = exercise.solution_ref if solution else shown(path)
@@ -35,7 +36,7 @@ def grade(exercise, path=None, solution=False, out=print):
     except Exception as err:   # noqa: BLE001  (a bug of the grader's own: one line, never a traceback wall)
         report.say(f"  grader error: {one_line(err)} (the grader's fault, not yours: please report it, with "
                    f"`python -m exercises check {exercise.name} --debug` for the traceback)")
-        if getattr(grade, "debug", False):
+        if debug:
             raise
         status = GRADER_ERROR
     footer = {PASSED: "passed", TODO: "not started: the docstring says what to compute",

@@ -33,7 +33,6 @@ class KernelSource:
     """A .cu file to grade: the learner's, or the engine's own in kernels/."""
     directory: str
     name: str
-    whose: str
 
     @property
     def path(self):
@@ -68,10 +67,10 @@ class KernelExercise(Exercise):
     def learner(self, path):
         if not os.path.isfile(path):
             raise Failure(f"there is no {shown(path)}", kind=INVALID)
-        return KernelSource(os.path.dirname(os.path.abspath(path)), os.path.basename(path), "your")
+        return KernelSource(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
 
     def engine(self):
-        return KernelSource(kernel_dir(), self.engine_source, "the engine's")
+        return KernelSource(kernel_dir(), self.engine_source)
 
     # ---- what each exercise says
     def cases(self):

@@ -29,9 +29,9 @@ def run_backward(cls, inputs, grads, **params):
     return engine_method(cls, "backward")(fn, *grads)
 
 
-def saved_backward(cls, saved, grads, **params):
+def saved_backward(cls, saved, grads, *args, **params):
     """The engine's own backward of `cls` from the arrays its forward saves."""
-    fn = cls(**params)
+    fn = cls(*args, **params)
     fn.xp, fn.saved = np, saved
     return engine_method(cls, "backward")(fn, *grads)
 
@@ -124,8 +124,9 @@ def _shape_and_dim(draw):
 
 
 def attention_with_softmax(softmax_backward):
-    """A replacement for the engine's attention backward (tensorlite/functional.py::ScaledDotProductAttentionFunction.backward,
-    without dropout), with its softmax step dS = softmax_backward(P, dP) handed to someone else."""
+    """A replacement for the engine's attention backward (tensorlite/functional.py's
+    ScaledDotProductAttentionFunction.backward, without dropout) with its softmax step, dS = softmax_backward(P, dP),
+    handed to someone else."""
     def backward(fn, gy):
         q_scaled, k, v, probs, drop, _ = fn.saved
         if drop is not None:
@@ -180,7 +181,7 @@ class Softmax(PythonExercise):
 
     def solution(self):
         def softmax_backward(y, dy, dim):
-            return saved_backward(SoftmaxFunction, (y,), (dy,), axis=dim)   # its forward saves y itself
+            return saved_backward(SoftmaxFunction, (y,), (dy,), dim)   # its forward saves y itself
         return {"softmax_backward": softmax_backward}
 
     def mistakes(self):
@@ -449,6 +450,7 @@ class GELU(PythonExercise):
             return lambda x: (form(*parts(x), x["dy"]).astype(x["x"].dtype),)
 
         erf = np.vectorize(math.erf)
+        pdf = lambda x: np.exp(-x * x / 2) / math.sqrt(2 * math.pi)   # noqa: E731  (the standard normal's)
         return [
             Mistake.gives("multiply by dy: the gradient of an elementwise op is dy * dy/dx",
                           wrong(lambda x, t, h, du, dy: h + 0.5 * x * (1 - t * t) * du)),
@@ -458,8 +460,7 @@ class GELU(PythonExercise):
                           "derivative is missing",
                           wrong(lambda x, t, h, du, dy: dy * (h + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI))),
             Mistake.gives("that is the exact (erf) GELU's derivative, Phi(x) + x phi(x); the exercise is GPT-2's tanh "
-                          "form", wrong(lambda x, t, h, du, dy: dy * (0.5 * (1 + erf(x / math.sqrt(2)))
-                                                                      + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)))),
+                          "form", wrong(lambda x, t, h, du, dy: dy * (0.5 * (1 + erf(x / math.sqrt(2))) + x * pdf(x)))),
         ]
 
 

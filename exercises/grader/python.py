@@ -1,13 +1,13 @@
-"""How a Python exercise is graded, in four stages that each must pass before the next:
+"""How a Python exercise is graded, in stages that each must pass before the next:
 
 1. gradcheck: the learner's backward plugged into the engine in place of the real one, checked against float64
    central differences (tensorlite/gradcheck.py) on hypothesis-drawn cases (odd sizes, broadcast inputs);
-2. the engine's own backward: the learner's answer beside the engine's in float32, on drawn cases and on the
-   fixed cases that expose a known mistake (repeated ids, large logits, ...);
-3. the known mistakes: wherever an answer is wrong, it is compared with each mistake's answer on the same inputs,
-   and a match names the mistake;
+2. the engine's own backward: the learner's answer beside the engine's in float32, on the fixed cases that
+   expose a known mistake (repeated ids, large logits, ...) and on drawn cases;
+3. the exercise's own checks, if any (flash attention's: no T x T array);
 4. a tiny GPT trained 50 steps with the learner's backward in the engine, to the same loss as with the real one.
 
+Wherever an answer is wrong, it is compared with each known mistake on the same inputs, and a match names it.
 An exercise subclasses PythonExercise and says what its cases, inputs, answers, plug and mistakes are.
 """
 import re
@@ -19,7 +19,8 @@ import numpy as np
 from tensorlite.gradcheck import GradcheckError, gradcheck
 
 from . import training
-from .core import INVALID, Exercise, Failure, Learner, check_answer, close, first_difference, for_drawn_cases, stub_untouched
+from .core import (INVALID, Exercise, Failure, Learner, check_answer, close, first_difference, for_drawn_cases,
+                   stub_untouched)
 
 
 @dataclass
