@@ -6,6 +6,7 @@ Tensor, a wrong shape or dtype, an exception, an endless loop) are one line each
 The answers are written into a temporary folder and graded there: nothing here reads or changes the learner's
 files in exercises/ (the stubs are taken from them with every function body, or kernel part, emptied again)."""
 import ast
+import json
 import os
 import re
 import subprocess
@@ -415,6 +416,15 @@ def test_a_wrong_kernel_names_the_first_wrong_element_with_its_block_and_thread(
     assert re.search(r"y\[0, 0\] is .*block \(0, 0, 0\), thread \(0, 0, 0\)", result.text), result.text
 
 
+def test_a_bug_of_the_graders_own_is_one_line_too(tmp_path, monkeypatch):
+    exercise = find("gelu")
+    monkeypatch.setattr(type(exercise), "grade", lambda self, learner, report: {}["no such key"])
+    result = grade(exercise, write(tmp_path, exercise, RIGHT["gelu"]), out=lambda line: None)
+    assert result.status == "grader error" and "KeyError: 'no such key'" in result.text
+    assert "the grader's fault, not yours" in result.text
+    assert_one_line_each(result)
+
+
 # ----------------------------------------------------------------------------- the command line
 def exercises_cli(*args, cwd=ROOT):
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -453,5 +463,9 @@ def test_check_all_counts_and_a_bad_name_is_one_line(tmp_path):
         write(tmp_path, exercise, stub_text(exercise))
     done = exercises_cli("--dir", str(tmp_path), "check", "--all")
     assert done.returncode == 1 and re.search(r"12 exercises: 12 not started +\(\d+ s\)", done.stdout), done.stdout
+    solution = exercises_cli("--dir", str(tmp_path), "check", "1", "--solution")
+    assert solution.returncode == 0 and "tensorlite/functional.py::LinearFunction.backward" in solution.stdout
+    progress = json.loads((tmp_path / ".progress.json").read_text())
+    assert progress["01_linear.py"]["status"] == "not started"        # the engine's pass is not the learner's
     bad = exercises_cli("check", "backprop")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "the track is" in bad.stderr
