@@ -17,6 +17,9 @@ import pytest
 from exercises.grader import TRACK, find, grade
 from exercises.grader.core import DERIVATION, EXERCISES_DIR
 from exercises.grader.kernels import BEGIN, END
+from tensorlite.cuda.launch import KERNEL_DEFINES
+from tensorlite.cuda.sources import kernel_dir
+from tests.test_kernels_compile import NVCC, _missing
 
 ROOT = os.path.dirname(EXERCISES_DIR)
 
@@ -398,6 +401,17 @@ def test_a_file_that_does_not_load_gets_one_line(text, says, tmp_path):
     result = graded(tmp_path, "softmax", text)
     assert result.status == "failed" and says in result.text, result.text
     assert_one_line_each(result)
+
+
+@pytest.mark.parametrize("name", ["softmax_kernel", "flash_backward"])
+def test_a_kernel_exercise_answered_is_real_cuda(name, tmp_path):
+    """The emulator's g++ is not the only judge: the stub's frame, filled in, compiles with nvcc for a GPU."""
+    if NVCC is None:
+        _missing("nvcc")
+    path = write(tmp_path, find(name), RIGHT[name])
+    result = subprocess.run([NVCC, "--ptx", "-arch=sm_80", "-std=c++17", *KERNEL_DEFINES, "-I", kernel_dir(), path,
+                             "-o", str(tmp_path / "out.ptx")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_kernel_that_does_not_compile_gets_its_first_error_line(tmp_path):

@@ -149,6 +149,7 @@ class FlashTiles(_AttentionExercise):
     solution_ref = "tensorlite/cuda/mirror.py::flash_backward"
     functions = ("flash_backward",)
     gpt_piece = "flash attention backward"
+    engine_name = "the engine's flash mirror (tensorlite/cuda/mirror.py)"
     drawn = (f"(B, H, T, D) of 1 or 2 batches and heads, 1 to 40 positions (the solution's tiles hold "
              f"{mirror.FA_TILE} keys), head size 1 to 5")
     memory_t = 512      # positions of the memory check: a T x T float64 array is then 2 MiB a head

@@ -161,7 +161,7 @@ class PythonExercise(Exercise):
                 if diff is not None:
                     index, mine, theirs, worst = diff
                     where = f" on {exposes}" if exposes else ""
-                    raise Failure(f"{label}{where} {self.describe(case)} differs from {self.engine_name}'s in "
+                    raise Failure(f"{label}{where} {self.describe(case)} differs from {self.engine_name} in "
                                   f"float32: at index {index} yours is {mine:.6g}, the engine's {theirs:.6g} "
                                   f"(largest difference {worst:.2g})",
                                   hint=self.diagnose(x, answer, learner, solution))
