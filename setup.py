@@ -8,6 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
+    # exercises/ is not packaged: a learner edits its files in the checkout, where `python -m exercises` grades
+    # them; an installed copy would be a second set of stubs, graded instead of the ones being edited.
     packages=find_packages(include=["tensorlite", "tensorlite.*", "gpt", "gpt.*"]) + ["tensorlite._kernels"],
     # The .cu sources live at the top level (kernels/) in a checkout; installed, they ride along as package data.
     package_dir={"tensorlite._kernels": "kernels"},
