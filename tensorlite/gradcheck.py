@@ -48,7 +48,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
 
 def _compare(fn, inputs, i, weights, eps, atol, rtol):
     x = inputs[i]
-    analytic = backend.to_numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+    analytic = backend.to_numpy(x.grad.data) if x.grad is not None else np.zeros(x.shape)
     numeric = np.zeros(x.shape)
     flat = x.data.reshape(-1)  # a view: perturbing it perturbs the input
     with no_grad():

@@ -126,7 +126,7 @@ def test_unused_output_of_multi_output_op_gets_zero_grad(device):
 
 def test_backward_with_explicit_gradient(device):
     x = tl.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
-    (x * x).backward(grad=np.array([1.0, 0.0, -1.0], dtype=np.float32))
+    (x * x).backward(gradient=np.array([1.0, 0.0, -1.0], dtype=np.float32))
     np.testing.assert_allclose(tl.tensor(x.grad).numpy(), [2, 0, -6])
 
 
@@ -142,8 +142,8 @@ def test_backward_on_tensor_without_grad():
 
 
 def test_backward_grad_of_wrong_shape():
-    with pytest.raises(ValueError, match=r"grad has shape \(3,\), the tensor has shape \(2,\)"):
-        (tl.ones(2, requires_grad=True) * 2).backward(grad=np.ones(3))
+    with pytest.raises(ValueError, match=r"it has shape \(3,\), the tensor has shape \(2,\)"):
+        (tl.ones(2, requires_grad=True) * 2).backward(np.ones(3))
 
 
 def test_mixed_float_dtypes_are_an_error():

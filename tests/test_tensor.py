@@ -53,19 +53,19 @@ def test_values_against_hand_computed_results():
     np.testing.assert_allclose((a @ a).numpy(), [[7, 10], [15, 22]])
     np.testing.assert_allclose((1 / a).numpy(), [[1, 0.5], [1 / 3, 0.25]], rtol=1e-6)
     np.testing.assert_allclose((2 ** a).numpy(), [[2, 4], [8, 16]])
-    np.testing.assert_allclose(a.sum(axis=0).numpy(), [4, 6])
+    np.testing.assert_allclose(a.sum(dim=0).numpy(), [4, 6])
     np.testing.assert_allclose(a.mean().item(), 2.5)
     np.testing.assert_allclose(a.var().item(), 5 / 3, rtol=1e-6)             # unbiased, like torch.var
     np.testing.assert_allclose(a.var(correction=0).item(), 1.25, rtol=1e-6)
-    np.testing.assert_allclose(a.max(axis=1).numpy(), [2, 4])
-    np.testing.assert_allclose(a.min(axis=(0, 1), keepdims=True).numpy(), [[1]])
+    np.testing.assert_allclose(a.max(dim=1).values.numpy(), [2, 4])
+    np.testing.assert_allclose(a.amin(dim=(0, 1), keepdim=True).numpy(), [[1]])
     np.testing.assert_allclose(tl.tensor([-1.0, 0.0, 2.0]).relu().numpy(), [0, 0, 2])
     np.testing.assert_allclose(tl.tensor([0.0]).sigmoid().numpy(), [0.5])
     np.testing.assert_allclose(a.T.numpy(), [[1, 3], [2, 4]])
     np.testing.assert_allclose(a[1, ::-1].numpy(), [4, 3])
     np.testing.assert_allclose(tl.where(a > 2, a, 0.0).numpy(), [[0, 0], [3, 4]])
     np.testing.assert_allclose(a.masked_fill(a < 2, -1.0).numpy(), [[-1, 2], [3, 4]])
-    np.testing.assert_allclose(tl.cat([a, a], axis=1).shape, (2, 4))
+    np.testing.assert_allclose(tl.cat([a, a], dim=1).shape, (2, 4))
     np.testing.assert_allclose(tl.stack([b, b]).numpy(), [[10, 20], [10, 20]])
     assert [p.shape for p in tl.arange(7.0).split(3)] == [(3,), (3,), (1,)]
     assert [p.shape for p in tl.arange(7.0).chunk(2)] == [(4,), (3,)]
@@ -80,26 +80,29 @@ def test_sigmoid_is_stable_at_extremes():
 def test_reshape_and_index_errors():
     with pytest.raises(ValueError, match=r"shape \(2, 3\) into \(4,\)"):
         tl.ones(2, 3).reshape(4)
-    with pytest.raises(IndexError, match="axis 2 is out of bounds for a tensor of dimension 2"):
-        tl.ones(2, 3).sum(axis=2)
+    with pytest.raises(IndexError, match=r"dim 2 is out of range for a tensor of dimension 2 \(expected a dim in "
+                                         r"\[-2, 1\]\)"):
+        tl.ones(2, 3).sum(dim=2)
     with pytest.raises(ValueError, match="do not add up"):
         tl.ones(5).split([2, 2])
 
 
-@pytest.mark.parametrize("call", [lambda a, b: tl.cat([a, b], axis=2), lambda a, b: tl.cat([a, b], axis=-3),
-                                  lambda a, b: tl.stack([a, b], axis=3), lambda a, b: a.split(1, axis=2),
-                                  lambda a, b: a.chunk(2, axis=-3), lambda a, b: a.unsqueeze(3),
-                                  lambda a, b: a.transpose(0, 2), lambda a, b: a.swapaxes(0, 2)],
-                         ids=["cat", "cat_negative", "stack", "split", "chunk", "unsqueeze", "transpose", "swapaxes"])
-def test_an_axis_out_of_range_raises_instead_of_wrapping(call):
-    """cat([a, b], axis=2) of two (2, 3) tensors once gave a (4, 3) tensor (axis 2 % 2 == 0)."""
+@pytest.mark.parametrize("call", [lambda a, b: tl.cat([a, b], dim=2), lambda a, b: tl.cat([a, b], -3),
+                                  lambda a, b: tl.stack([a, b], dim=3), lambda a, b: a.split(1, dim=2),
+                                  lambda a, b: a.chunk(2, dim=-3), lambda a, b: a.unsqueeze(3),
+                                  lambda a, b: a.transpose(0, 2), lambda a, b: a.permute(0, 2),
+                                  lambda a, b: a.size(2), lambda a, b: a.sum(axis=2)],
+                         ids=["cat", "cat_negative", "stack", "split", "chunk", "unsqueeze", "transpose", "permute",
+                              "size", "numpy_axis"])
+def test_a_dim_out_of_range_raises_instead_of_wrapping(call):
+    """cat([a, b], dim=2) of two (2, 3) tensors once gave a (4, 3) tensor (dim 2 % 2 == 0)."""
     a, b = tl.ones(2, 3), tl.ones(2, 3)
-    with pytest.raises(IndexError, match=r"axis -?\d is out of bounds for a tensor of dimension [23]"):
+    with pytest.raises(IndexError, match=r"dim -?\d is out of range for a tensor of dimension [23]"):
         call(a, b)
-    assert tl.cat([a, b], axis=-1).shape == (2, 6) and tl.stack([a, b], axis=2).shape == (2, 3, 2)
-    assert tl.ones(4, 2).split(1, axis=-2)[0].shape == (1, 2)
-    with pytest.raises(IndexError, match="axis 9 is out of bounds for a tensor of dimension 1"):
-        tl.ones(5).split(2, axis=9)
+    assert tl.cat([a, b], dim=-1).shape == (2, 6) and tl.stack([a, b], dim=2).shape == (2, 3, 2)
+    assert tl.ones(4, 2).split(1, dim=-2)[0].shape == (1, 2)
+    with pytest.raises(IndexError, match="dim 9 is out of range for a tensor of dimension 1"):
+        tl.ones(5).split(2, dim=9)
 
 
 @pytest.mark.parametrize("data,got", [(["a", "b"], "strings"), (None, "NoneType"), ({"a": 1}, "dict"),

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, device_and_dtype
 
 
 class Parameter(Tensor):
@@ -102,9 +102,11 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None):
         """Move every parameter and buffer to `device` and/or cast floating ones to `dtype`, in place
-        (the Parameter objects stay the same, so optimizers made afterwards see the new arrays)."""
+        (the Parameter objects stay the same, so optimizers made afterwards see the new arrays): to('cuda'),
+        to(tl.float64), to(device, dtype), as PyTorch's."""
+        device, dtype = device_and_dtype(args, device, dtype)
         device = None if device is None else backend.check_device(device)
         for m in self.modules():
             tensors = list(m._parameters.values()) + [t for t, _ in m._buffers.values()]
