@@ -49,6 +49,8 @@ def _change(t, name, operands, in_place, out_of_place):
     if _needs_recording(t, operands):
         _record(t, name, out_of_place)
         return t
+    if is_grad_enabled():
+        _check_not_a_no_grad_view(t, name)
     try:
         in_place()
     except TypeError as err:   # NumPy's casting error: int += float, bool *= 2.5
@@ -80,13 +82,19 @@ def _check_recordable(t, name):
                            "operation; change it under `with tl.no_grad():`")
     if fn is None:   # detach(): the same memory, not a view for the graph
         return
-    if not made_in_grad_mode and parent.requires_grad:
-        raise RuntimeError(f"{name}: a view made under no_grad is being changed in place with grad mode on; "
-                           "make the view with grad mode on, or change it under no_grad")
+    _check_not_a_no_grad_view(t, name)
     if not isinstance(fn, ops.GetItemFunction):
         raise RuntimeError(f"{name}: changing in place, inside the graph, a view made by {type(fn).__name__} is "
                            "not supported (only views made by indexing are); clone() it first, or change the tensor "
                            "it views")
+
+
+def _check_not_a_no_grad_view(t, name):
+    """A view made under no_grad of a tensor in the graph, changed with grad mode on, would change the graph's
+    values behind its back: PyTorch's error."""
+    if t._view is not None and t._view[1] is not None and not t._view[3] and _root(t).requires_grad:
+        raise RuntimeError(f"{name}: a view made under no_grad is being changed in place with grad mode on; "
+                           "make the view with grad mode on, or change it under no_grad")
 
 
 def _snapshot(t, copy):

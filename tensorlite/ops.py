@@ -822,9 +822,9 @@ _BASIC = (numbers.Integral, slice, type(None), type(Ellipsis))
 
 
 def raw_index(index):
-    """An index with its tensors as arrays (a 0-d integer tensor as the integer, so that `x[t]` is a view, as in
-    PyTorch), whether it is advanced (arrays, lists, ranges: a copy in NumPy, and ids may repeat), and the tensors
-    it held."""
+    """An index with its tensors as arrays, whether it is advanced (arrays, lists, ranges: a copy in NumPy, and
+    ids may repeat), and the tensors it held. As in PyTorch, a basic index gives a view even of one element (an
+    Ellipsis at the end: NumPy would give a scalar), and a 0-d integer tensor indexes as its integer."""
     parts = index if isinstance(index, tuple) else (index,)
     raw, tensors = [], []
     for p in parts:
@@ -833,7 +833,9 @@ def raw_index(index):
             p = int(p.data) if p.ndim == 0 and p.dtype.kind in "iu" else p.data
         raw.append(p)
     advanced = not all(isinstance(p, _BASIC) for p in raw)
-    return (tuple(raw) if isinstance(index, tuple) else raw[0]), advanced, tuple(tensors)
+    if not advanced and Ellipsis not in raw:
+        raw.append(Ellipsis)
+    return (tuple(raw) if len(raw) > 1 or isinstance(index, tuple) else raw[0]), advanced, tuple(tensors)
 
 
 def getitem(x, index):
@@ -1026,3 +1028,9 @@ def gt(a, b):
 
 def ge(a, b):
     return Tensor(_raw(a) >= _raw(b))
+
+
+# NumPy's ufuncs that are Tensor operators: `ndarray + tensor` is a Tensor (Tensor.__array_ufunc__)
+NUMPY_OPERATORS = {np.add: add, np.subtract: sub, np.multiply: mul, np.true_divide: div, np.power: pow,
+                   np.matmul: lambda a, b: matmul(*_operands(a, b)), np.equal: eq, np.not_equal: ne, np.less: lt,
+                   np.less_equal: le, np.greater: gt, np.greater_equal: ge}

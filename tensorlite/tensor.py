@@ -228,6 +228,19 @@ class Tensor:
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """NumPy's ufuncs meeting a Tensor: `ndarray + t` (-, *, /, **, @, comparisons) is the Tensor op, what t's
+        reflected operator gives; any other ufunc, and one writing into an array (`ndarray += t`, micrograd's
+        `p.data += -lr * p.grad`), computes on the tensors' arrays and gives an array."""
+        out = kwargs.get("out")
+        if method == "__call__" and out is None and ufunc in ops.NUMPY_OPERATORS:
+            return ops.NUMPY_OPERATORS[ufunc](*inputs)
+        if out is not None and any(isinstance(o, Tensor) for o in out):
+            raise TypeError(f"numpy.{ufunc.__name__} cannot write into a Tensor; use its in-place methods (t += x, "
+                            "t.copy_(x))")
+        arrays = tuple(x.__array__() if isinstance(x, Tensor) else x for x in inputs)
+        return getattr(ufunc, method)(*arrays, **kwargs)
+
     @property
     def __cuda_array_interface__(self):
         """A GPU tensor's array, for CuPy (cupy_array += t); absent on the CPU."""
