@@ -183,3 +183,6 @@ def test_gradcheck_names_the_input_and_worst_element_of_a_wrong_backward():
         tl.gradcheck(WrongSquare.apply, [x])
     with pytest.raises(TypeError, match="float64"):
         tl.gradcheck(lambda a: a * 2, [tl.ones(2, requires_grad=True)])
+    w = tl.tensor([0.5, -1.0], requires_grad=True)
+    assert tl.gradcheck(lambda a: a.tanh() * a, [w.double()])         # an input that is not a leaf
+    assert w.grad is None                                             # and the inputs' own .grad is left alone

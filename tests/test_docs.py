@@ -114,6 +114,15 @@ def test_the_derivations_code_snippets_run():
         exec(compile(snippet, DERIVATION, "exec"), {})
 
 
+def test_the_readmes_ten_lines_run():
+    """README's "Ten lines" (its gradcheck of x.double(), a tensor that is not a leaf, once failed)."""
+    block = re.search(r"## Ten lines\n\n```python\n(.*?)```", read(os.path.join(ROOT, "README.md")), re.S).group(1)
+    assert len(block.strip().splitlines()) == 9
+    for seed in range(3):
+        tl.manual_seed(seed)
+        exec(compile(block, "README.md", "exec"), {})
+
+
 def test_readme_links_and_images_exist():
     """Every relative link and image of the README (Learn and Experiments pictures included) resolves."""
     text = read(os.path.join(ROOT, "README.md"))
