@@ -175,7 +175,7 @@ def test_relu_and_dropout(device):
     assert 0.65 < kept.mean() < 0.85
     np.testing.assert_allclose(y.numpy()[kept], x.numpy()[kept] / 0.75)  # inverted scaling
     y.sum().backward()
-    np.testing.assert_allclose(tl.tensor(x.grad).numpy(), kept / 0.75)  # same mask in backward
+    np.testing.assert_allclose(x.grad.numpy(), kept / 0.75)  # same mask in backward
     assert F.dropout(x, 0.25, training=False) is x
     tl.manual_seed(0)
     np.testing.assert_array_equal(F.dropout(x, p=0.25).numpy(), y.numpy())  # seeded
@@ -191,8 +191,8 @@ def test_dropout_add_is_dropout_then_the_residual(device):
     y = F.dropout_add(x, r, p=0.25)
     np.testing.assert_allclose(y.numpy(), dropped + r.numpy())              # the same mask as F.dropout's
     y.sum().backward()
-    np.testing.assert_allclose(tl.tensor(x.grad).numpy(), (dropped != 0) / 0.75)
-    np.testing.assert_array_equal(tl.tensor(r.grad).numpy(), np.ones((50, 40)))
+    np.testing.assert_allclose(x.grad.numpy(), (dropped != 0) / 0.75)
+    np.testing.assert_array_equal(r.grad.numpy(), np.ones((50, 40)))
     np.testing.assert_array_equal(F.dropout_add(x, r, 0.25, training=False).numpy(), x.numpy() + r.numpy())
     with pytest.raises(ValueError, match="dropout probability"):
         F.dropout_add(x, r, 1.0)
@@ -221,7 +221,7 @@ def test_embedding_accumulates_repeated_ids(device):
     np.testing.assert_allclose(F.embedding(idx, w).numpy(), w.numpy()[idx.numpy()])
     w.grad = None
     F.embedding(idx, w).sum().backward()
-    np.testing.assert_allclose(tl.tensor(w.grad).numpy()[:, 0], [2, 0, 3, 0, 1])
+    np.testing.assert_allclose(w.grad.numpy()[:, 0], [2, 0, 3, 0, 1])
     with pytest.raises(IndexError, match="ids span"):
         F.embedding(tl.tensor([5]), w)
 

@@ -125,8 +125,8 @@ def test_clip_grad_norm(device):
     a.grad, b.grad = a.detach().clone(), b.detach().clone()
     total = nn.utils.clip_grad_norm_([a, b], max_norm=1.0)
     assert total.item() == pytest.approx(5.0)
-    np.testing.assert_allclose(tl.tensor(a.grad).numpy(), [0.6, 0.0], rtol=1e-5)
-    np.testing.assert_allclose(tl.tensor(b.grad).numpy(), [[0.8]], rtol=1e-5)
+    np.testing.assert_allclose(a.grad.numpy(), [0.6, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(b.grad.numpy(), [[0.8]], rtol=1e-5)
     assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0).item() == pytest.approx(1.0, rel=1e-5)  # no change
 
 
