@@ -448,13 +448,18 @@ class SumFunction(Function):
         return self.xp.broadcast_to(gy.reshape(_kept_shape(self.in_shape, self.dims)), self.in_shape)
 
 
-def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None, out=None):
-    """Sum over `dim` (None: every dim; an int or a tuple), like torch.sum."""
+def _reduction(fn_cls, op, x, dim, keepdim, dtype, axis, keepdims, out):
+    """fn_cls over dim, as torch.sum and torch.mean take it: with NumPy's names, and a dtype to cast to first."""
     if axis is not None or keepdims is not None or out is not None:
-        dim, keepdim = _numpy_names("sum", dim, keepdim, axis, keepdims, out)
+        dim, keepdim = _numpy_names(op, dim, keepdim, axis, keepdims, out)
     if dtype is not None:
         x = cast(x, dtype)
-    return SumFunction.apply(x, dims=_reduce_dims(dim, x.ndim), keepdim=keepdim)
+    return fn_cls.apply(x, dims=_reduce_dims(dim, x.ndim), keepdim=keepdim)
+
+
+def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None, out=None):
+    """Sum over `dim` (None: every dim; an int or a tuple), like torch.sum."""
+    return _reduction(SumFunction, "sum", x, dim, keepdim, dtype, axis, keepdims, out)
 
 
 class MeanFunction(Function):
@@ -473,11 +478,7 @@ class MeanFunction(Function):
 
 
 def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None, out=None):
-    if axis is not None or keepdims is not None or out is not None:
-        dim, keepdim = _numpy_names("mean", dim, keepdim, axis, keepdims, out)
-    if dtype is not None:
-        x = cast(x, dtype)
-    return MeanFunction.apply(x, dims=_reduce_dims(dim, x.ndim), keepdim=keepdim)
+    return _reduction(MeanFunction, "mean", x, dim, keepdim, dtype, axis, keepdims, out)
 
 
 class VarFunction(Function):

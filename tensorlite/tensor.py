@@ -5,6 +5,8 @@ recorded in one place (`Function.apply`) and walked back in one place (`autograd
 ops functions themselves (`x.sum(1)` is `ops.sum(x, 1)`, see the end of this module), with PyTorch's names and
 arguments; in-place methods (`x += v`, `x[i] = v`, `x.zero_()`) are tensorlite/inplace.py's.
 """
+import functools
+
 import numpy as np
 
 from . import backend
@@ -271,24 +273,6 @@ class Tensor:
     def cuda(self):
         return self.to("cuda")
 
-    def float(self):
-        return self.to(dtype=np.float32)
-
-    def double(self):
-        return self.to(dtype=np.float64)
-
-    def half(self):
-        return self.to(dtype=np.float16)
-
-    def long(self):
-        return self.to(dtype=np.int64)
-
-    def int(self):
-        return self.to(dtype=np.int32)
-
-    def bool(self):
-        return self.to(dtype=np.bool_)
-
     # ----- operators whose reflected form swaps the operands (the others are ops functions, below)
     def __radd__(self, other): return ops.add(other, self)
     def __rsub__(self, other): return ops.sub(other, self)
@@ -300,6 +284,14 @@ class Tensor:
     def __hash__(self):  # comparisons return tensors, so identity is the hash
         return id(self)
 
+    # x.float(), x.long(), ...: to(dtype=...) (last in the class: these names hide the builtins below them)
+    half = functools.partialmethod(to, dtype=np.float16)
+    double = functools.partialmethod(to, dtype=np.float64)
+    long = functools.partialmethod(to, dtype=np.int64)
+    int = functools.partialmethod(to, dtype=np.int32)
+    bool = functools.partialmethod(to, dtype=np.bool_)
+    float = functools.partialmethod(to, dtype=np.float32)
+
 
 from . import autograd, inplace, ops  # noqa: E402  (they build on Tensor; Tensor's methods are theirs)
 
@@ -307,7 +299,7 @@ from . import autograd, inplace, ops  # noqa: E402  (they build on Tensor; Tenso
 # pays for no wrapper), and the signature and docstring are the function's.
 for _method, _function in {
         "__add__": ops.add, "__sub__": ops.sub, "__mul__": ops.mul, "__truediv__": ops.div, "__pow__": ops.pow,
-        "__matmul__": ops.matmul, "__neg__": ops.neg, "__getitem__": ops.getitem, "__eq__": ops.eq,
+        "__matmul__": ops.matmul, "__neg__": ops.neg, "__abs__": ops.abs, "__getitem__": ops.getitem, "__eq__": ops.eq,
         "__ne__": ops.ne, "__lt__": ops.lt, "__le__": ops.le, "__gt__": ops.gt, "__ge__": ops.ge,
         "exp": ops.exp, "log": ops.log, "log2": ops.log2, "log10": ops.log10, "sqrt": ops.sqrt, "tanh": ops.tanh,
         "sigmoid": ops.sigmoid, "relu": ops.relu, "abs": ops.abs, "clamp": ops.clamp, "clip": ops.clip,

@@ -115,7 +115,8 @@ def test_functional_ops_route_through_the_emulated_kernels():
         with fused_mode(mode):
             ts = [tl.tensor(a, requires_grad=True) for a in (q, k, v, logits)]
             out = F.scaled_dot_product_attention(*ts[:3], is_causal=True)
-            loss = (out * out).sum() + F.cross_entropy(ts[3], targets, ignore_index=-1) + (F.softmax(ts[3], dim=-1) ** 2).sum()
+            loss = (out * out).sum() + F.cross_entropy(ts[3], targets, ignore_index=-1) + \
+                (F.softmax(ts[3], dim=-1) ** 2).sum()
             loss.backward()
             results[mode] = [out.numpy(), loss.item()] + [t.grad for t in ts]
             names = {type(out.creator).__name__}
