@@ -149,18 +149,29 @@ def version_of(t):
     return t._vc
 
 
-def owner(array):
-    """The array that owns `array`'s memory (NumPy and CuPy point a view's base at the owner)."""
-    base = array.base
-    return array if base is None else base
+def _owner(array):
+    """The array that owns `array`'s memory: the end of its chain of bases (NumPy points a view's base at the
+    owner at once; a base that is not an array, a buffer, ends the chain)."""
+    while True:
+        base = array.base
+        if base is None or not hasattr(base, "dtype"):
+            return array
+        array = base
+
+
+def _saves(fn, array):
+    """Whether fn saved memory that overlaps `array` (bounds, as np.may_share_memory: parameters that are views of
+    one optimizer buffer do not overlap each other)."""
+    xp = backend.xp_of(array)
+    return any(a is not None and hasattr(a, "base") and xp.may_share_memory(a, array) for a in fn.saved)
 
 
 def link_views(x, results, fn, xp):
     """Outputs of a view Function that share x's memory share x's version counter and remember how they were
     made (parent, Function, output index, grad mode), like PyTorch's views."""
-    x_owner = owner(x.data)
+    x_owner = _owner(x.data)
     for i, t in enumerate(results):
-        if t.data.base is not None and owner(t.data) is x_owner:
+        if t.data.base is not None and _owner(t.data) is x_owner:
             vc = t._vc = version_of(x)
             t._view = (x, fn, i, is_grad_enabled())
             views = vc.views
@@ -180,8 +191,7 @@ def bump(t):
     chain = t
     while chain is not None:   # t and the tensors it views: a creator among them may have saved the memory
         fn = chain.creator
-        if fn is not None and fn.inputs is not None and any(a is not None and hasattr(a, "base") and
-                                                            owner(a) is owner(t.data) for a in fn.saved):
+        if fn is not None and fn.inputs is not None and _saves(fn, t.data):
             fn.changed = f"output {chain.output_index} of {type(fn).__name__}"
         chain = chain._view[0] if chain._view is not None else None
     return _clock
@@ -204,8 +214,7 @@ def _check_saved(fn):
             raise _modified_error(fn, f"a tensor of shape {t.shape} (version {t._vc.count})")
     inputs = list(fn.inputs)
     for i, t in enumerate(inputs):
-        if t._vc is not None and t._vc.changed_at > fn.clock and any(
-                a is not None and hasattr(a, "base") and owner(a) is owner(t.data) for a in fn.saved):
+        if t._vc is not None and t._vc.changed_at > fn.clock and _saves(fn, t.data):
             raise _modified_error(fn, f"input {i} (a tensor of shape {t.shape}, now at version {t._vc.count})")
         if t._history is not None:
             inputs[i] = next((old for at, old in t._history if at > fn.clock), t)
@@ -289,7 +298,7 @@ def backward(root, grad):
                     t.grad = Tensor(slot[t.output_index])
             handed_out.add(id(g))
         fn.inputs = fn.output_grads = None  # free the graph: saved arrays and references to inputs
-        fn.saved = ()
+        fn.saved = fn.watched = ()
 
 
 def _accumulate_leaf(t, g, handed_out):

@@ -289,3 +289,25 @@ def test_changes_in_the_graph_that_are_not_supported_say_so():
         y += tl.ones(4, 2, 3, dtype=tl.float64, requires_grad=True)
     with pytest.raises(TypeError, match="dtype float64, which cannot be written into a tensor of dtype int64"):
         tl.zeros(3, dtype=tl.int64).add_(leaf((3,), 2))
+
+
+def test_parameters_in_one_optimizer_buffer_are_told_apart():
+    """After a step, AdamW's parameters are views of one flat buffer: changing the bias between forward and
+    backward does not touch the weight that LinearFunction saved, so backward runs."""
+    layer = nn.Linear(3, 2)
+    optimizer = tl.optim.AdamW(layer.parameters(), lr=0.1)
+    x = tl.randn(4, 3)
+    layer(x).sum().backward()
+    optimizer.step()
+    assert layer.bias.data.base is layer.weight.data.base is not None
+    y = layer(x)
+    with tl.no_grad():
+        layer.bias += 1.0
+    optimizer.zero_grad()
+    y.sum().backward()
+    np.testing.assert_allclose(layer.weight.grad.numpy(), np.tile(x.numpy().sum(0), (2, 1)), rtol=1e-6)
+    y = layer(x)
+    with tl.no_grad():
+        layer.weight *= 2.0
+    with pytest.raises(RuntimeError, match="saved by LinearFunction"):
+        y.sum().backward()
