@@ -100,7 +100,7 @@ class Function:
             for i, t in enumerate(results):
                 t.creator, t.output_index = fn, i
         if fn.is_view:
-            link_views(inputs[0], results, fn, xp)
+            link_views(inputs[0], results, fn)
         return results[0] if single else results
 
     def replay(self, base):
@@ -166,14 +166,20 @@ def _saves(fn, array):
     return any(a is not None and hasattr(a, "base") and xp.may_share_memory(a, array) for a in fn.saved)
 
 
-def link_views(x, results, fn, xp):
+def link_views(x, results, fn):
     """Outputs of a view Function that share x's memory share x's version counter and remember how they were
-    made (parent, Function, output index, grad mode), like PyTorch's views."""
-    x_owner = _owner(x.data)
+    made (parent, Function, output index, grad mode), like PyTorch's views. Those made with grad mode on are
+    listed on the counter: an in-place change in the graph makes them again (tensorlite/inplace.py)."""
+    data = x.data
+    x_owner = data if data.base is None else _owner(data)
     for i, t in enumerate(results):
-        if t.data.base is not None and _owner(t.data) is x_owner:
-            vc = t._vc = version_of(x)
-            t._view = (x, fn, i, is_grad_enabled())
+        base = t.data.base
+        if base is None or (base is not x_owner and _owner(base) is not x_owner):
+            continue
+        vc = t._vc = x._vc or version_of(x)
+        grad_mode = is_grad_enabled()
+        t._view = (x, fn, i, grad_mode)
+        if grad_mode:
             views = vc.views
             views.append(weakref.ref(t))
             if len(views) >= 16 and not len(views) & (len(views) - 1):   # at powers of two: amortised O(1)

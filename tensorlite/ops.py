@@ -826,17 +826,17 @@ def raw_index(index):
     """An index with its tensors as arrays, whether it is advanced (arrays, lists, ranges: a copy in NumPy, and
     ids may repeat), and the tensors it held. As in PyTorch, a basic index gives a view even of one element (an
     Ellipsis at the end: NumPy would give a scalar), and a 0-d integer tensor indexes as its integer."""
-    parts = index if isinstance(index, tuple) else (index,)
-    raw, tensors = [], []
-    for p in parts:
+    raw, tensors, advanced = [], (), False
+    for p in index if type(index) is tuple else (index,):
         if isinstance(p, Tensor):
-            tensors.append(p)
-            p = int(p.data) if p.ndim == 0 and p.dtype.kind in "iu" else p.data
+            tensors += (p,)
+            p = int(p.data) if p.data.ndim == 0 and p.data.dtype.kind in "iu" else p.data
+        if not isinstance(p, _BASIC):
+            advanced = True
         raw.append(p)
-    advanced = not all(isinstance(p, _BASIC) for p in raw)
     if not advanced and Ellipsis not in raw:
         raw.append(Ellipsis)
-    return (tuple(raw) if len(raw) > 1 or isinstance(index, tuple) else raw[0]), advanced, tuple(tensors)
+    return tuple(raw), advanced, tensors
 
 
 def getitem(x, index):
