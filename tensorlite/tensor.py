@@ -284,6 +284,11 @@ class Tensor:
     def __hash__(self):  # comparisons return tensors, so identity is the hash
         return id(self)
 
+    def __getstate__(self):
+        """Pickling (a spawned worker gets the module so) leaves out the version and view bookkeeping: it holds
+        weak references, and it is about this process's tensors."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_vc", "_view", "_history")}
+
     # x.float(), x.long(), ...: to(dtype=...) (last in the class: these names hide the builtins below them)
     half = functools.partialmethod(to, dtype=np.float16)
     double = functools.partialmethod(to, dtype=np.float64)

@@ -311,3 +311,15 @@ def test_parameters_in_one_optimizer_buffer_are_told_apart():
         layer.weight *= 2.0
     with pytest.raises(RuntimeError, match="saved by LinearFunction"):
         y.sum().backward()
+
+
+def test_a_tensor_with_views_pickles_without_its_bookkeeping():
+    import pickle
+    w = nn.Parameter(np.arange(6, dtype=np.float32).reshape(2, 3))
+    row = w[0]
+    with tl.no_grad():
+        w += 1.0
+    again = pickle.loads(pickle.dumps(w))
+    assert isinstance(again, nn.Parameter) and again.requires_grad and again._version == 0
+    np.testing.assert_array_equal(again.numpy(), w.numpy())
+    assert row._version == w._version == 1
