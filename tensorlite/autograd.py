@@ -81,7 +81,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         fn = cls(**params)
-        xp = fn.xp = backend.xp_of(_check_inputs(cls, inputs))
+        fn.xp = backend.xp_of(_check_inputs(cls, inputs))
         fn.needs_input_grad = needs = tuple([t.requires_grad for t in inputs])
         try:
             outputs = fn.forward(*[t.data for t in inputs])
@@ -102,10 +102,6 @@ class Function:
         if fn.is_view:
             link_views(inputs[0], results, fn)
         return results[0] if single else results
-
-    def replay(self, base):
-        """This view made again from `base` (a view Function's override): one output or a tuple of them."""
-        raise NotImplementedError(f"{type(self).__name__} is not a view")
 
     def __repr__(self):
         return f"<{type(self).__name__}>"

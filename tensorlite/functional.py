@@ -16,7 +16,6 @@ import numpy as np
 from . import backend, random
 from .autograd import Function
 from .cuda import fused
-from . import ops
 from .ops import check_dim, relu  # noqa: F401  (relu re-exported: F.relu like torch.nn.functional.relu)
 from .tensor import Tensor
 

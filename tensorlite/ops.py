@@ -10,8 +10,10 @@ PyTorch accepts them, so that NumPy's own functions (`np.sum(t)`, `np.mean(t)`) 
 """
 import builtins
 import collections
+import contextlib
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -492,13 +494,20 @@ class VarFunction(Function):
         self.denominator = builtins.max(_reduced_size(x.shape, self.dims) - self.correction, 0)
         centered = x - x.mean(axis=self.dims, keepdims=True)
         self.save_for_backward(centered)
-        return (centered * centered).sum(axis=self.dims, keepdims=self.keepdim) / centered.dtype.type(
-            self.denominator)
+        with _without_degrees_of_freedom(self.denominator):
+            return (centered * centered).sum(axis=self.dims, keepdims=self.keepdim) / centered.dtype.type(
+                self.denominator)
 
     def backward(self, gy):
         centered, = self.saved
         g = gy.reshape(_kept_shape(centered.shape, self.dims))
-        return centered * (g * (2 / self.denominator))
+        with _without_degrees_of_freedom(self.denominator):
+            return centered * (g * (2 / self.denominator if self.denominator else math.inf))
+
+
+def _without_degrees_of_freedom(denominator):
+    """No degrees of freedom (N <= correction): the division gives inf or nan, as torch.var's (var() warns)."""
+    return np.errstate(divide="ignore", invalid="ignore") if denominator <= 0 else contextlib.nullcontext()
 
 
 def _correction(op, unbiased, correction):
@@ -514,8 +523,11 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None
         dim, unbiased = None, dim
     if axis is not None or keepdims is not None or out is not None:
         dim, keepdim = _numpy_names("var", dim, keepdim, axis, keepdims, out)
-    return VarFunction.apply(x, dims=_reduce_dims(dim, x.ndim), keepdim=keepdim,
-                             correction=_correction("var", unbiased, correction))
+    dims, correction = _reduce_dims(dim, x.ndim), _correction("var", unbiased, correction)
+    if _reduced_size(x.shape, dims) <= correction:
+        warnings.warn(f"var/std: degrees of freedom is <= 0 ({_reduced_size(x.shape, dims)} elements, correction "
+                      f"{correction}): the result is inf or nan, as in PyTorch", UserWarning, stacklevel=2)
+    return VarFunction.apply(x, dims=dims, keepdim=keepdim, correction=correction)
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None, out=None):

@@ -3,7 +3,6 @@ they write into its array, inside it they are recorded, and a backward that woul
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tensorlite as tl

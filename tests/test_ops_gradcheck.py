@@ -1,7 +1,7 @@
 """Every primitive op's backward against central differences in float64, with hypothesis drawing the shapes."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -62,12 +62,25 @@ def test_reductions(device, name, shape, dim, keepdim):
 @pytest.mark.parametrize("name", ["var", "std"])
 @given(shape=reduction_shapes, dim=dim_choices, unbiased=st.booleans(), correction=st.sampled_from([None, 0, 2]))
 def test_var_std_corrections(device, name, shape, dim, unbiased, correction):
+    reduced = np.prod([shape[d] for d in np.atleast_1d(range(len(shape)) if dim is None else dim)])
+    assume(reduced > (correction or 1))                      # degrees of freedom left (else inf or nan: below)
     x = leaf(shape, device)
     fn = getattr(ops, name)
     if correction is None:
         assert tl.gradcheck(lambda t: fn(t, dim, unbiased), [x])
     else:
         assert tl.gradcheck(lambda t: fn(t, dim, correction=correction, keepdim=True), [x])
+
+
+def test_var_without_degrees_of_freedom_is_inf_or_nan_with_a_warning_as_in_pytorch():
+    with pytest.warns(UserWarning, match=r"degrees of freedom is <= 0 \(1 elements, correction 1\)"):
+        assert np.isnan(tl.tensor([3.0]).var().item())
+    x = tl.tensor([[1.0, 2.0]], requires_grad=True)
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        y = x.var(1, correction=2)
+    assert y.item() == np.inf
+    y.backward()
+    assert np.isinf(x.grad.numpy()).all()
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
