@@ -32,10 +32,18 @@ def as_tensor(x, like):
 
 
 def _operands(a, b):
-    """Two operands as Tensors, either of which may be a Python number or an array."""
+    """Two operands as Tensors, either of which may be a Python number or an array. An integer or boolean one
+    meeting a floating one takes its dtype, as in PyTorch (NumPy would make int64 * float32 a float64)."""
     if not isinstance(a, Tensor):
         a = as_tensor(a, b)
-    return a, as_tensor(b, a)
+    b = as_tensor(b, a)
+    a_dtype, b_dtype = a.data.dtype, b.data.dtype
+    if a_dtype is not b_dtype and (a_dtype.kind == "f") != (b_dtype.kind == "f"):
+        if a_dtype.kind == "f":
+            b = Tensor(b.data.astype(a_dtype))
+        else:
+            a = Tensor(a.data.astype(b_dtype))
+    return a, b
 
 
 def _binary(fn_cls, a, b):
@@ -185,8 +193,6 @@ def where(condition, input, other):
     watched = (condition,) if isinstance(condition, Tensor) else ()
     cond = condition.data if isinstance(condition, Tensor) else condition
     a, b = _operands(input, other)
-    if a.dtype.kind != "f" and b.dtype.kind == "f":
-        a = as_tensor(a.data.astype(b.dtype), b)
     shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
     return WhereFunction.apply(a, b, cond=a.xp.broadcast_to(cond, shape), watched=watched)
 

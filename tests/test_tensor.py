@@ -257,3 +257,16 @@ def test_grad_is_a_tensor_without_a_graph():
     loss = (p * 2).sum().retain_grad()
     loss.backward()
     assert loss.grad.item() == 1.0                                          # the root's own gradient, retained
+
+
+def test_an_integer_operand_takes_the_floating_dtype_as_in_pytorch():
+    """torch.arange(3) * 0.5 is float32 (NumPy's rule would give float64), as is an int tensor times a float32
+    one (makemore's `F.one_hot(...) * dlogit_maxes`); int with int stays int."""
+    assert (tl.arange(3) * 0.5).dtype == np.float32 and (0.5 * tl.arange(3)).dtype == np.float32
+    assert (tl.tensor([1, 2]) + tl.ones(2)).dtype == np.float32
+    assert (tl.tensor([True, False]) * tl.ones(2, dtype=tl.float64)).dtype == np.float64
+    assert (tl.arange(3) + 1).dtype == np.int64 and tl.where(tl.tensor([True, False]), 1, tl.ones(2)).dtype == \
+        np.float32
+    x = tl.ones(2, requires_grad=True)
+    (tl.tensor([1, 2]) * x).sum().backward()
+    assert x.grad.tolist() == [1, 2] and x.grad.dtype == np.float32

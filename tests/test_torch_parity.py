@@ -30,7 +30,7 @@ def assert_same(snippet, *arrays):
     (theirs, their_grads), (ours, our_grads) = run(torch, snippet, arrays), run(tl, snippet, arrays)
     assert len(theirs) == len(ours)
     for a, b in zip(theirs, ours):
-        assert a.shape == b.shape
+        assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
     for a, b in zip(their_grads, our_grads):
         assert (a is None) == (b is None)
@@ -87,6 +87,11 @@ def test_shapes(snippet):
 ])
 def test_matrices_and_functional(snippet):
     assert_same(snippet, M)
+
+
+def test_an_integer_operand_takes_the_floating_dtype():
+    assert_same(lambda lib, F, t, x: (t * 0.5, t * x, x + t, lib.where(t > 1, x, 0.0)), np.array([1, 2, 3]),
+                rng.standard_normal(3))
 
 
 def test_logs():
