@@ -135,7 +135,7 @@ def _leaves(inputs):
 
 def _c_attn(leaves):
     """nanoGPT's c_attn: one (3C, C) weight, q, k and v side by side in one GEMM; X as a batch of one."""
-    w_attn = tl.cat([leaves["Wq"], leaves["Wk"], leaves["Wv"]], 0)
+    w_attn = tl.cat([leaves["Wq"], leaves["Wk"], leaves["Wv"]], dim=0)
     return F.linear(leaves["X"].reshape(1, T, C), w_attn)                    # (1, T, 3C)
 
 
@@ -144,8 +144,8 @@ def _finish(inputs, leaves, y, retained, graph=None):
     if graph:
         print(f"computation graph written to {tl.viz.render(y, graph, names=leaves)}\n")
     y.backward(inputs["G"].reshape(y.shape))
-    grads = {"d" + name: t.grad for name, t in leaves.items()}
-    grads.update({name: t.grad.reshape(shape) for name, (t, shape) in retained.items()})
+    grads = {"d" + name: t.grad.numpy() for name, t in leaves.items()}
+    grads.update({name: t.grad.numpy().reshape(shape) for name, (t, shape) in retained.items()})
     return grads
 
 
@@ -167,11 +167,11 @@ def by_primitive_ops(inputs):
     (the mask), softmax, matmul, and the merge as a transpose and a reshape. Autograd then also hands out dS, dP."""
     leaves = _leaves(inputs)
     q, k, v = (t.retain_grad() for t in tl.split(_c_attn(leaves), C, 2))   # (1, T, C) each
-    qh, kh, vh = (t.reshape(1, T, H, D).swapaxes(1, 2) for t in (q, k, v))       # (1, H, T, D)
-    s = (qh @ kh.swapaxes(2, 3) * (1 / np.sqrt(D))).retain_grad()               # (1, H, T, T)
-    p = F.softmax(s + tl.tensor(inputs["M"])).retain_grad()
+    qh, kh, vh = (t.view(1, T, H, D).transpose(1, 2) for t in (q, k, v))         # (1, H, T, D)
+    s = (qh @ kh.transpose(-2, -1) * (1 / np.sqrt(D))).retain_grad()            # (1, H, T, T)
+    p = F.softmax(s + tl.tensor(inputs["M"]), dim=-1).retain_grad()
     o = (p @ vh).retain_grad()
-    y = o.swapaxes(1, 2).reshape(1, T, C)
+    y = o.transpose(1, 2).contiguous().view(1, T, C)
     retained = {"dQ": (q, (T, C)), "dK": (k, (T, C)), "dV": (v, (T, C)), "dS": (s, (H, T, T)),
                 "dP": (p, (H, T, T)), "dO": (o, (H, T, D))}
     return _finish(inputs, leaves, y, retained)

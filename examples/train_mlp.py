@@ -39,15 +39,15 @@ def main():
 
     for step in range(args.steps + 1):
         logits = (x @ w1 + b1).tanh() @ w2 + b2                        # (N, 2)
-        shifted = logits - logits.max(axis=1, keepdims=True).detach()   # stable log-softmax
-        log_probs = shifted - shifted.exp().sum(axis=1, keepdims=True).log()
-        loss = -(log_probs * onehot).sum(axis=1).mean()
+        shifted = logits - logits.max(dim=1, keepdim=True).values.detach()   # stable log-softmax
+        log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+        loss = -(log_probs * onehot).sum(dim=1).mean()
         for p in params:
             p.zero_grad()
         loss.backward()
         with tl.no_grad():
             for p in params:
-                p.data -= args.lr * p.grad
+                p -= args.lr * p.grad
         if step % 100 == 0:
             accuracy = (logits.numpy().argmax(axis=1) == y_np).mean()
             print(f"step {step:4d}  loss {loss.item():.4f}  accuracy {accuracy:.1%}")

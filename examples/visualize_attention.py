@@ -24,7 +24,7 @@ def recording_attention(maps):
     maps, and returns P V: the same causal attention F.scaled_dot_product_attention computes in one op."""
     def attend(q, k, v):                                                       # (B, H, T, D), (B, H, S, D)
         mask = tl.tensor(F.causal_mask(q.xp, q.shape[-2], k.shape[-2], q.dtype))
-        probs = F.softmax((q @ k.swapaxes(-1, -2)) * (1.0 / np.sqrt(q.shape[-1])) + mask)   # (B, H, T, S)
+        probs = F.softmax((q @ k.transpose(-2, -1)) * (1.0 / np.sqrt(q.size(-1))) + mask, dim=-1)   # (B, H, T, S)
         maps.append(probs[0].numpy())
         return probs @ v
     return attend

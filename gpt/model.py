@@ -68,7 +68,7 @@ class KVCache:
     def extend(self, layer, k, v):
         """Append this step's (B, H, T, D) keys and values; return all of them."""
         if self.keys[layer] is not None:
-            k, v = tl.cat([self.keys[layer], k], axis=2), tl.cat([self.values[layer], v], axis=2)
+            k, v = tl.cat([self.keys[layer], k], dim=2), tl.cat([self.values[layer], v], dim=2)
         self.keys[layer], self.values[layer] = k, v
         return k, v
 
@@ -190,7 +190,7 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             kind = ("token_embedding" if ".wte." in name else "position_embedding" if ".wpe." in name else
                     "attention" if ".attn." in name else "mlp" if ".mlp." in name else "layernorm")
-            counts[kind] += p.size
+            counts[kind] += p.numel()
         counts["total"] = sum(counts.values())
         return counts if breakdown else counts["total"]
 
@@ -237,7 +237,7 @@ class GPT(nn.Module):
                 cache = None
                 logits, _ = self(window)
             next_id = sample_next(logits[:, -1, :].data, temperature, top_k, top_p, greedy)   # (B, 1)
-            idx = tl.cat([idx, tl.tensor(next_id)], axis=1)
+            idx = tl.cat([idx, tl.tensor(next_id)], dim=1)
         self.train(was_training)
         return idx
 

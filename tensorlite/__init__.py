@@ -11,9 +11,10 @@ from .random import Generator, get_rng_state, manual_seed, set_rng_state
 from .factories import (arange, from_numpy, full, linspace, multinomial, ones, ones_like, rand, randint, randn,
                         randperm, tensor, zeros, zeros_like)
 from .gradcheck import gradcheck
-from .ops import (abs, argsort, cat, chunk, cumsum, exp, gather, log, masked_fill, matmul, max, maximum, mean, min,
-                  neg, pow, relu, reshape, sigmoid, sort, split, sqrt, squeeze, stack, sum, tanh, topk, transpose,
-                  tril, triu, unsqueeze, var, where)
+from .ops import (abs, amax, amin, argmax, argmin, argsort, cat, chunk, clamp, clip, clone, cumsum, exp, flatten,
+                  gather, log, log2, log10, masked_fill, matmul, max, maximum, mean, min, minimum, neg, permute, pow,
+                  relu, reshape, sigmoid, sort, split, sqrt, squeeze, stack, std, sum, tanh, topk, transpose, tril,
+                  triu, unsqueeze, var, where)
 from .logical import all, allclose, any, equal
 from . import dtypes
 from .dtypes import (bool, double, float, float16, float32, float64, half, int, int8, int16, int32, int64, long,
@@ -30,8 +31,9 @@ from .functional import log_softmax, softmax  # noqa: E402
 __all__ = ["Tensor", "Function", "enable_grad", "is_grad_enabled", "no_grad", "cuda_available", "manual_seed",
            "get_rng_state", "set_rng_state", "Generator", "arange", "from_numpy", "full", "linspace", "multinomial",
            "ones", "ones_like", "rand", "randint", "randn", "randperm", "tensor", "zeros", "zeros_like", "gradcheck",
-           "argsort", "cat", "chunk", "cumsum", "exp", "gather", "log", "masked_fill", "matmul", "maximum", "mean",
-           "neg", "relu", "reshape", "sigmoid", "sort", "split", "sqrt", "squeeze", "stack", "tanh", "topk",
+           "amax", "amin", "argmax", "argmin", "argsort", "cat", "chunk", "clamp", "clip", "clone", "cumsum", "exp",
+           "flatten", "gather", "log", "log2", "log10", "masked_fill", "matmul", "maximum", "mean", "minimum", "neg",
+           "permute", "relu", "reshape", "sigmoid", "sort", "split", "sqrt", "squeeze", "stack", "std", "tanh", "topk",
            "transpose", "tril", "triu", "unsqueeze", "var", "where", "allclose", "equal", "softmax", "log_softmax",
            "save", "load", "double", "float16", "float32", "float64", "half", "int8", "int16", "int32", "int64",
            "long", "short", "uint8", "dtypes", "functional", "nn", "optim", "parallel", "viz"]

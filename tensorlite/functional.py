@@ -17,7 +17,7 @@ import numpy as np
 from . import backend, random
 from .autograd import Function
 from .cuda import fused
-from .ops import check_axis, relu, sigmoid, tanh  # noqa: F401  (re-exported: F.relu as torch.nn.functional.relu)
+from .ops import check_dim, relu, sigmoid, tanh  # noqa: F401  (re-exported: F.relu as torch.nn.functional.relu)
 from .tensor import Tensor
 
 
@@ -28,13 +28,18 @@ def _row_sum(x, scale=1.0):
 
 
 # ----------------------------------------------------------------------------- softmax family
-def _softmax_axis(op, x, axis):
-    """The axis softmax and log_softmax normalise over, or one clear error for what they cannot take."""
+def _softmax_dim(op, x, dim):
+    """The dim softmax and log_softmax normalise over, or one clear error for what they cannot take. Without a
+    dim, PyTorch's deprecated implicit choice (dim 0 for 0-, 1- and 3-d input, else 1), with its warning."""
     if x.dtype.kind != "f":
         raise TypeError(f"{op} needs a floating tensor, got dtype {x.dtype} (cast it with .float())")
     if x.ndim == 0:
-        raise ValueError(f"{op} of a 0-d tensor: it needs at least one axis to normalise over")
-    return check_axis(axis, x.ndim)
+        raise ValueError(f"{op} of a 0-d tensor: it needs at least one dim to normalise over")
+    if dim is None:
+        dim = 0 if x.ndim in (1, 3) else 1
+        warnings.warn(f"Implicit dimension choice for {op} has been deprecated (as in PyTorch): dim={dim} was "
+                      f"chosen for a {x.ndim}-d input; pass dim= (dim=-1: the last)", UserWarning, stacklevel=3)
+    return check_dim(dim, x.ndim)
 
 
 class SoftmaxFunction(Function):
@@ -43,50 +48,53 @@ class SoftmaxFunction(Function):
     Backward, Jacobian-vector form: dy_i/dx_j = y_i (delta_ij - y_j), so dx = y * (dy - sum(dy * y)).
     """
 
-    def __init__(self, axis):
+    def __init__(self, dim):
         super().__init__()
-        self.axis = axis
+        self.dim = dim
 
     def forward(self, x):
-        y = x - x.max(axis=self.axis, keepdims=True)
+        y = x - x.max(axis=self.dim, keepdims=True)
         self.xp.exp(y, out=y)
-        y /= y.sum(axis=self.axis, keepdims=True)
+        y /= y.sum(axis=self.dim, keepdims=True)
         self.save_for_backward(y)
         return y
 
     def backward(self, gy):
         y, = self.saved
         gx = gy * y
-        gx -= y * gx.sum(axis=self.axis, keepdims=True)
+        gx -= y * gx.sum(axis=self.dim, keepdims=True)
         return gx
 
 
-def softmax(x, axis=-1):
-    axis = _softmax_axis("softmax", x, axis)
-    out = fused.softmax(x, axis)
-    return out if out is not None else SoftmaxFunction.apply(x, axis=axis)
+def softmax(input, dim=None, dtype=None):
+    """Softmax along dim, like torch.nn.functional.softmax (`F.softmax(x, dim=-1)`, `F.softmax(logits, 1)`)."""
+    x = input if dtype is None else input.to(dtype=dtype)
+    dim = _softmax_dim("softmax", x, dim)
+    out = fused.softmax(x, dim)
+    return out if out is not None else SoftmaxFunction.apply(x, dim=dim)
 
 
 class LogSoftmaxFunction(Function):
     """y = x - max - log(sum(exp(x - max))).  Backward: dx = dy - softmax(x) * sum(dy)."""
 
-    def __init__(self, axis):
+    def __init__(self, dim):
         super().__init__()
-        self.axis = axis
+        self.dim = dim
 
     def forward(self, x):
-        y = x - x.max(axis=self.axis, keepdims=True)
-        y -= self.xp.log(self.xp.exp(y).sum(axis=self.axis, keepdims=True))
+        y = x - x.max(axis=self.dim, keepdims=True)
+        y -= self.xp.log(self.xp.exp(y).sum(axis=self.dim, keepdims=True))
         self.save_for_backward(y)
         return y
 
     def backward(self, gy):
         y, = self.saved
-        return gy - self.xp.exp(y) * gy.sum(axis=self.axis, keepdims=True)
+        return gy - self.xp.exp(y) * gy.sum(axis=self.dim, keepdims=True)
 
 
-def log_softmax(x, axis=-1):
-    return LogSoftmaxFunction.apply(x, axis=_softmax_axis("log_softmax", x, axis))
+def log_softmax(input, dim=None, dtype=None):
+    x = input if dtype is None else input.to(dtype=dtype)
+    return LogSoftmaxFunction.apply(x, dim=_softmax_dim("log_softmax", x, dim))
 
 
 class CrossEntropyFunction(Function):
@@ -134,10 +142,17 @@ class CrossEntropyFunction(Function):
         return g.reshape(self.logits_shape)
 
 
-def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
-    """logits (N, C) or (..., C); integer targets of the leading shape; rows equal to ignore_index are skipped."""
+def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
+    """torch.nn.functional.cross_entropy with class indices: input (N, C), (C,) or (N, C, d1, ...) (the classes
+    along dim 1, as PyTorch's), integer targets of the other dims; targets equal to ignore_index (PyTorch's
+    default -100) count for nothing. Class weights are not supported."""
+    if weight is not None:
+        raise NotImplementedError("cross_entropy: class weights are not supported in tensorlite")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    logits, targets = input, target
+    if logits.ndim > 2:   # (N, C, d1, ...) -> (N, d1, ..., C): the Function takes the classes last
+        logits = logits.permute(0, *range(2, logits.ndim), 1)
     target_data = targets.data if isinstance(targets, Tensor) else logits.xp.asarray(targets)
     if target_data.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy targets must be integers, got dtype {target_data.dtype}")
@@ -204,15 +219,26 @@ class LayerNormFunction(Function):
         return tuple(grads)
 
 
-def layer_norm(x, weight=None, bias=None, eps=1e-5):
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """torch.nn.functional.layer_norm: normalise over the trailing dims `normalized_shape` (an int or a tuple),
+    then scale by weight and shift by bias (of that shape, or None)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or input.shape[input.ndim - len(shape):] != shape:
+        raise ValueError(f"layer_norm over normalized_shape {shape}: the input of shape {input.shape} does not end "
+                         "with it")
     for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != x.shape[-1:]:
-            raise ValueError(f"layer_norm {name} has shape {p.shape}, expected {x.shape[-1:]} (the last axis of x)")
-    out = fused.layer_norm(x, weight, bias, eps)
+        if p is not None and p.shape != shape:
+            raise ValueError(f"layer_norm {name} has shape {p.shape}, expected normalized_shape {shape}")
+    if len(shape) > 1:   # several trailing dims normalise as one
+        flat = [None if p is None else p.reshape(-1) for p in (weight, bias)]
+        return layer_norm(input.reshape(*input.shape[:-len(shape)], -1), math.prod(shape), *flat,
+                          eps).reshape(input.shape)
+    out = fused.layer_norm(input, weight, bias, eps)
     if out is not None:
         return out
     affine = [p for p in (weight, bias) if p is not None]
-    return LayerNormFunction.apply(x, *affine, eps=eps, has_weight=weight is not None, has_bias=bias is not None)
+    return LayerNormFunction.apply(input, *affine, eps=eps, has_weight=weight is not None,
+                                   has_bias=bias is not None)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -267,11 +293,12 @@ class GELUFunction(Function):
         return gy * (h + x * pdf)
 
 
-def gelu(x, approximate="tanh"):
+def gelu(input, approximate="none"):
+    """GELU, exact (erf) by default as PyTorch's; approximate='tanh' is GPT-2's form (and the fused kernel's)."""
     if approximate not in ("tanh", "none"):
-        raise ValueError(f"gelu approximate must be 'tanh' or 'none', got {approximate!r}")
-    out = fused.gelu(x, approximate)
-    return out if out is not None else GELUFunction.apply(x, approximate=approximate)
+        raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+    out = fused.gelu(input, approximate)
+    return out if out is not None else GELUFunction.apply(input, approximate=approximate)
 
 
 def _check_dropout_p(p):
@@ -298,12 +325,12 @@ class DropoutFunction(Function):
         return gy * self.saved[0]
 
 
-def dropout(x, p=0.5, training=True):
+def dropout(input, p=0.5, training=True):
     _check_dropout_p(p)
     if not training or p == 0.0:
-        return x
-    out = fused.dropout(x, p)
-    return out if out is not None else DropoutFunction.apply(x, p=p)
+        return input
+    out = fused.dropout(input, p)
+    return out if out is not None else DropoutFunction.apply(input, p=p)
 
 
 def dropout_add(x, residual, p=0.5, training=True):
@@ -330,9 +357,9 @@ class EmbeddingFunction(Function):
     a repeated id accumulates, it is not overwritten).
     """
 
-    def __init__(self, idx):
+    def __init__(self, idx, watched=()):
         super().__init__()
-        self.idx = idx                    # the integer ids, an array
+        self.idx, self.watched = idx, watched   # the integer ids (an array) and the tensor they came from
 
     def forward(self, weight):
         self.num_rows = weight.shape[0]
@@ -342,7 +369,10 @@ class EmbeddingFunction(Function):
         return backend.scatter_add_rows(self.num_rows, self.idx.reshape(-1), gy.reshape(-1, gy.shape[-1]))
 
 
-def embedding(idx, weight):
+def embedding(input, weight):
+    """Rows of weight looked up by the integer ids in input (torch.nn.functional.embedding's order)."""
+    idx = input
+    watched = (idx,) if isinstance(idx, Tensor) else ()
     data = idx.data if isinstance(idx, Tensor) else weight.xp.asarray(idx)
     if data.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got dtype {data.dtype}")
@@ -350,8 +380,8 @@ def embedding(idx, weight):
         backend.device_assert((data.min() < 0) | (data.max() >= weight.shape[0]), lambda: IndexError(
             f"embedding index out of range: ids span [{int(data.min())}, {int(data.max())}] but the table has "
             f"{weight.shape[0]} rows"))
-    out = fused.embedding(data, weight)
-    return out if out is not None else EmbeddingFunction.apply(weight, idx=data)
+    out = fused.embedding(data, weight, watched)
+    return out if out is not None else EmbeddingFunction.apply(weight, idx=data, watched=watched)
 
 
 class LinearFunction(Function):
@@ -405,13 +435,14 @@ def causal_mask(xp, n_queries, n_keys, dtype):
 
 
 class ScaledDotProductAttentionFunction(Function):
-    """O = dropout(softmax(Q K^T * scale + mask)) V for q (B, H, T, D), k and v (B, H, S, D).
+    """O = dropout(softmax(Q K^T * scale + M)) V for q (B, H, T, D), k and v (B, H, S, D), with M the causal
+    mask or an additive attn_mask (a fourth input, which may itself require grad).
 
     Backward, with P the attention probabilities and A = dropout(P):
         dV = A^T dO
         dA = dO V^T,  dP = dA * dropout mask
         dS = P * (dP - rowsum(dP * P))           (the softmax Jacobian-vector product)
-        dQ = dS K * scale,  dK = dS^T Q * scale
+        dQ = dS K * scale,  dK = dS^T Q * scale,  dM = dS
     rowsum(dP * P) equals rowsum(dO * O) (as in flash attention), a (T, D) product instead of a (T, S) one.
     """
 
@@ -419,12 +450,14 @@ class ScaledDotProductAttentionFunction(Function):
         super().__init__()
         self.is_causal, self.dropout_p, self.scale = is_causal, dropout_p, scale
 
-    def forward(self, q, k, v):
+    def forward(self, q, k, v, *attn_mask):
         xp = self.xp
         q_scaled = q * q.dtype.type(self.scale)                     # scaling q is T*D work, scaling scores T*S
         scores = q_scaled @ xp.swapaxes(k, -1, -2)                  # (B, H, T, S)
         if self.is_causal:
             scores += causal_mask(xp, q.shape[-2], k.shape[-2], q.dtype)
+        if attn_mask:
+            scores += attn_mask[0]
         scores -= scores.max(axis=-1, keepdims=True)
         probs = xp.exp(scores, out=scores)
         probs *= 1 / _row_sum(probs)                                # P
@@ -451,21 +484,51 @@ class ScaledDotProductAttentionFunction(Function):
         gq = gs @ k
         gq *= q_scaled.dtype.type(self.scale)
         gk = xp.swapaxes(gs, -1, -2) @ q_scaled                     # q_scaled = q * scale carries the scale
-        return gq, gk, gv
+        return (gq, gk, gv) + ((gs if self.needs_input_grad[3] else None,) if len(self.needs_input_grad) == 4
+                               else ())
 
 
-def scaled_dot_product_attention(q, k, v, is_causal=False, dropout_p=0.0, scale=None):
-    """Attention over (B, H, T, D) tensors; scale defaults to 1/sqrt(D)."""
+def _additive_mask(attn_mask, query, scores_shape):
+    """attn_mask as a float tensor to add to the scores: a boolean mask (True: take part) becomes 0 / -inf, a
+    float one is added as it is. It must broadcast to the scores' shape (..., T, S)."""
+    mask = attn_mask if isinstance(attn_mask, Tensor) else Tensor(query.xp.asarray(attn_mask))
+    try:
+        fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} does not broadcast to the "
+                         f"attention scores' shape {scores_shape}")
+    if mask.dtype == np.bool_:
+        return Tensor(query.xp.where(mask.data, query.dtype.type(0), query.dtype.type(-np.inf)))
+    if mask.dtype.kind != "f":
+        raise TypeError(f"scaled_dot_product_attention: attn_mask must be boolean or floating, got {mask.dtype}")
+    return mask if mask.dtype == query.dtype else mask.to(dtype=query.dtype)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    """torch.nn.functional.scaled_dot_product_attention over (..., T, D) query and (..., S, D) key and value;
+    scale defaults to 1/sqrt(D). attn_mask: boolean (True: the key takes part) or an additive float mask,
+    broadcastable to (..., T, S). With is_causal, query i sees the keys up to its own position counted from the
+    end (the last query the last key, what a KV cache needs; PyTorch counts from the start, the same when T == S).
+    """
+    q, k, v = query, key, value
     if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim or q.shape[-1] != k.shape[-1] or \
             k.shape[-2] != v.shape[-2] or q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
         raise ValueError(f"scaled_dot_product_attention: q, k, v must be (..., T, D), (..., S, D), (..., S, Dv) "
-                         f"with matching batch axes, got {q.shape}, {k.shape}, {v.shape}")
+                         f"with matching batch dims, got {q.shape}, {k.shape}, {v.shape}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if is_causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: give attn_mask or is_causal=True, not both (as PyTorch)")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    out = fused.attention(q, k, v, is_causal, scale, dropout_p)
-    return out if out is not None else ScaledDotProductAttentionFunction.apply(q, k, v, is_causal=is_causal,
-                                                                               dropout_p=dropout_p, scale=scale)
+    if attn_mask is None:
+        out = fused.attention(q, k, v, is_causal, scale, dropout_p)
+        if out is not None:
+            return out
+    mask = () if attn_mask is None else (_additive_mask(attn_mask, q, q.shape[:-1] + (k.shape[-2],)),)
+    return ScaledDotProductAttentionFunction.apply(q, k, v, *mask, is_causal=is_causal, dropout_p=dropout_p,
+                                                   scale=scale)
 
 
 class SplitHeadsFunction(Function):

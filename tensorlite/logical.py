@@ -6,7 +6,7 @@ They live apart from ops.py because their names are Python builtins that ops.py 
 import builtins
 
 from . import backend
-from .ops import _normalize_axes
+from .ops import _numpy_names, _reduce_dims
 from .tensor import Tensor
 
 
@@ -18,16 +18,18 @@ def _array(x, op):
     raise TypeError(f"{op} takes tensors, got {type(x).__name__}")
 
 
-def all(x, dim=None, keepdim=False):
+def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
     """A bool tensor: True where every element along dim (every element, for dim=None) is nonzero."""
+    dim, keepdim = _numpy_names("all", dim, keepdim, axis, keepdims, out)   # np.all(t) passes NumPy's names
     data = _array(x, "all")
-    return Tensor(data.all(axis=_normalize_axes(dim, data.ndim), keepdims=keepdim))
+    return Tensor(data.all(axis=_reduce_dims(dim, data.ndim), keepdims=keepdim))
 
 
-def any(x, dim=None, keepdim=False):
+def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
     """A bool tensor: True where some element along dim (some element, for dim=None) is nonzero."""
+    dim, keepdim = _numpy_names("any", dim, keepdim, axis, keepdims, out)   # np.any(t) passes NumPy's names
     data = _array(x, "any")
-    return Tensor(data.any(axis=_normalize_axes(dim, data.ndim), keepdims=keepdim))
+    return Tensor(data.any(axis=_reduce_dims(dim, data.ndim), keepdims=keepdim))
 
 
 def equal(a, b):

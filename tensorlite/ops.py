@@ -3,11 +3,18 @@
 Each Function's backward is the local derivative times the incoming gradient, written on raw arrays, and the
 public function that applies it sits right under it. Gradients may come back in the broadcast shape of the output:
 `autograd.backward` reduces them to each input's shape.
+
+The public functions have PyTorch's names and arguments (`dim`, `keepdim`); Tensor's methods are these functions
+themselves (`x.sum(1)` is `ops.sum(x, 1)`). NumPy's names `axis=` and `keepdims=` are accepted as aliases, as
+PyTorch accepts them, so that NumPy's own functions (`np.sum(t)`, `np.mean(t)`) can call the methods too.
 """
 import builtins
 import collections
+import contextlib
 import functools
+import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -25,20 +32,44 @@ def as_tensor(x, like):
     return Tensor(x, device=like.device)
 
 
-def _binary(fn_cls, a, b):
-    """fn_cls on two operands, either of which may be a Python number or an array."""
+def _operands(a, b):
+    """Two operands as Tensors, either of which may be a Python number or an array. An integer or boolean one
+    meeting a floating one takes its dtype, as in PyTorch (NumPy would make int64 * float32 a float64)."""
     if not isinstance(a, Tensor):
         a = as_tensor(a, b)
-    return fn_cls.apply(a, as_tensor(b, a))
+    b = as_tensor(b, a)
+    a_dtype, b_dtype = a.data.dtype, b.data.dtype
+    if a_dtype is not b_dtype and (a_dtype.kind == "f") != (b_dtype.kind == "f"):
+        if a_dtype.kind == "f":
+            b = Tensor(b.data.astype(a_dtype))
+        else:
+            a = Tensor(a.data.astype(b_dtype))
+    return a, b
 
 
-def check_axis(axis, ndim):
-    """`axis` as a non-negative index into `ndim` axes, or NumPy's error for one out of bounds (no wrapping)."""
-    if not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
-        raise IndexError(f"axis {axis} is out of bounds for a tensor of dimension {ndim}")
-    return int(axis) % ndim
+def _binary(fn_cls, a, b):
+    return fn_cls.apply(*_operands(a, b))
+
+
+def check_dim(dim, ndim):
+    """`dim` as a non-negative index into `ndim` dims, or an IndexError naming it (no wrapping)."""
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an integer, got {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"dim {dim} is out of range for a tensor of dimension {ndim} "
+                         f"(expected a dim in [{-ndim}, {ndim - 1}])")
+    return int(dim) % ndim
+
+
+def _numpy_names(op, dim, keepdim, axis, keepdims, out):
+    """dim and keepdim from NumPy's names for them (axis=, keepdims=), which NumPy's functions pass."""
+    if out is not None:
+        raise TypeError(f"{op}(): out= is not supported; tensorlite ops return a new tensor")
+    if axis is not None:
+        if dim is not None and dim != axis:
+            raise TypeError(f"{op}(): got both dim={dim} and axis={axis} (axis is NumPy's name for dim)")
+        dim = axis
+    return dim, keepdim if keepdims is None else keepdims
 
 
 # ----------------------------------------------------------------------------- elementwise, two inputs
@@ -116,28 +147,39 @@ def pow(a, b):
     return _binary(PowFunction, a, b)
 
 
-class MaximumFunction(Function):
-    """Elementwise max; ties send the gradient to the first input."""
+class MaximumMinimumFunction(Function):
+    """Elementwise max (or min) of two tensors; where they tie, each gets half the gradient (torch.maximum)."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode                                            # "max" or "min"
 
     def forward(self, a, b):
-        self.save_for_backward(a >= b)
-        return self.xp.maximum(a, b)
+        xp = self.xp
+        first_wins = a > b if self.mode == "max" else a < b
+        self.save_for_backward(first_wins, a == b)
+        return xp.maximum(a, b) if self.mode == "max" else xp.minimum(a, b)
 
     def backward(self, gy):
-        a_wins, = self.saved
-        return gy * a_wins, gy * ~a_wins
+        first_wins, tie = self.saved
+        share = first_wins + tie * gy.dtype.type(0.5)               # a's share of the gradient: 1, 1/2 or 0
+        return gy * share, gy * (1 - share)
 
 
 def maximum(a, b):
-    return _binary(MaximumFunction, a, b)
+    return MaximumMinimumFunction.apply(*_operands(a, b), mode="max")
+
+
+def minimum(a, b):
+    return MaximumMinimumFunction.apply(*_operands(a, b), mode="min")
 
 
 class WhereFunction(Function):
     """where(cond, a, b); cond is a parameter (no gradient flows into a condition)."""
 
-    def __init__(self, cond):
+    def __init__(self, cond, watched=()):
         super().__init__()
-        self.cond = cond                                            # a boolean array of the output's shape
+        self.cond, self.watched = cond, watched                     # a boolean array of the output's shape
 
     def forward(self, a, b):
         return self.xp.where(self.cond, a, b)
@@ -148,15 +190,12 @@ class WhereFunction(Function):
                 self.xp.where(self.cond, zero, gy) if self.needs_input_grad[1] else None)
 
 
-def where(cond, a, b):
-    cond = cond.data if isinstance(cond, Tensor) else cond
-    if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    b = as_tensor(b, a)
-    if a.dtype.kind != "f" and b.dtype.kind == "f":
-        a = as_tensor(a.data.astype(b.dtype), b)
+def where(condition, input, other):
+    watched = (condition,) if isinstance(condition, Tensor) else ()
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    a, b = _operands(input, other)
     shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
-    return WhereFunction.apply(a, b, cond=a.xp.broadcast_to(cond, shape))
+    return WhereFunction.apply(a, b, cond=a.xp.broadcast_to(cond, shape), watched=watched)
 
 
 def masked_fill(x, mask, value):
@@ -191,16 +230,32 @@ def exp(x):
 
 
 class LogFunction(Function):
+    """log to base e, 2 or 10: d/dx log_b(x) = 1 / (x ln b)."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+
     def forward(self, x):
         self.save_for_backward(x)
-        return self.xp.log(x)
+        xp = self.xp
+        return xp.log(x) if self.base == "e" else xp.log2(x) if self.base == 2 else xp.log10(x)
 
     def backward(self, gy):
-        return gy / self.saved[0]
+        x, = self.saved
+        return gy / x if self.base == "e" else gy / (x * x.dtype.type(math.log(self.base)))
 
 
 def log(x):
-    return LogFunction.apply(x)
+    return LogFunction.apply(x, base="e")
+
+
+def log2(x):
+    return LogFunction.apply(x, base=2)
+
+
+def log10(x):
+    return LogFunction.apply(x, base=10)
 
 
 class SqrtFunction(Function):
@@ -275,6 +330,45 @@ def abs(x):
     return AbsFunction.apply(x)
 
 
+class ClampFunction(Function):
+    """Clamp into [min, max] (either may be None); the gradient passes where min <= x <= max, both ends
+    included, as torch.clamp's does."""
+
+    def __init__(self, min, max):
+        super().__init__()
+        self.min, self.max = min, max
+
+    def forward(self, x):
+        inside = True
+        if self.min is not None:
+            inside = x >= self.min
+        if self.max is not None:
+            inside = inside & (x <= self.max)
+        self.save_for_backward(inside)
+        return self.xp.clip(x, self.min, self.max)
+
+    def backward(self, gy):
+        return gy * self.saved[0]
+
+
+def check_clamp_bounds(min, max):
+    if min is None and max is None:
+        raise ValueError("clamp needs at least one of min and max")
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, numbers.Real):
+            raise TypeError(f"clamp {name} must be a number, got {type(bound).__name__} (for a tensor bound use "
+                            "tl.maximum / tl.minimum)")
+
+
+def clamp(x, min=None, max=None):
+    """torch.clamp with number bounds (`clip` is its other name)."""
+    check_clamp_bounds(min, max)
+    return ClampFunction.apply(x, min=min, max=max)
+
+
+clip = clamp
+
+
 class CastFunction(Function):
     def __init__(self, dtype):
         super().__init__()
@@ -289,7 +383,11 @@ class CastFunction(Function):
 
 
 def cast(x, dtype):
-    return CastFunction.apply(x, dtype=np.dtype(dtype))
+    """x in another dtype; to a floating dtype the gradient flows back, to an integer or bool one it cannot."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        return Tensor(x.data.astype(dtype))
+    return CastFunction.apply(x, dtype=dtype)
 
 
 class ToDeviceFunction(Function):
@@ -311,137 +409,268 @@ def to_device(x, device):
     return ToDeviceFunction.apply(x, device=device)
 
 
+class CloneFunction(Function):
+    """A copy in memory of its own (C-contiguous); the gradient passes unchanged."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+def clone(x):
+    return CloneFunction.apply(x)
+
+
 # ----------------------------------------------------------------------------- reductions
-def _normalize_axes(axis, ndim):
-    """A reduction's `axis` (None: all, an int or a sequence) as a sorted tuple of non-negative axes."""
-    if axis is None:
+def _reduce_dims(dim, ndim):
+    """A reduction's `dim` (None: all, an int or a sequence) as a sorted tuple of non-negative dims."""
+    if dim is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-    out = [check_axis(a, builtins.max(ndim, 1)) for a in axes]   # a 0-d tensor reduces over axis 0 or -1
+    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+    out = [check_dim(d, builtins.max(ndim, 1)) for d in dims]   # a 0-d tensor reduces over dim 0 or -1
     if len(set(out)) != len(out):
-        raise ValueError(f"repeated axis in {axis}")
-    return tuple(sorted(out))
+        raise ValueError(f"dim {dim} names a dim twice")
+    return tuple(sorted(out)) if ndim else ()
 
 
-def _reduced_size(shape, axes):
-    return int(np.prod([shape[a] for a in axes]))
+def _reduced_size(shape, dims):
+    return int(np.prod([shape[d] for d in dims]))
 
 
-def _kept_shape(shape, axes):
-    """The shape a reduction over `axes` has with keepdims=True."""
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+def _kept_shape(shape, dims):
+    """The shape a reduction over `dims` has with keepdim=True."""
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
 
 
 class SumFunction(Function):
-    def __init__(self, axes, keepdims):
+    def __init__(self, dims, keepdim):
         super().__init__()
-        self.axes, self.keepdims = axes, keepdims
+        self.dims, self.keepdim = dims, keepdim
 
     def forward(self, x):
         self.in_shape = x.shape
-        return x.sum(axis=self.axes, keepdims=self.keepdims)
+        return x.sum(axis=self.dims, keepdims=self.keepdim)
 
     def backward(self, gy):
-        return self.xp.broadcast_to(gy.reshape(_kept_shape(self.in_shape, self.axes)), self.in_shape)
+        return self.xp.broadcast_to(gy.reshape(_kept_shape(self.in_shape, self.dims)), self.in_shape)
 
 
-def sum(x, axis=None, keepdims=False):
-    return SumFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims)
+def _reduction(fn_cls, op, x, dim, keepdim, dtype, axis, keepdims, out):
+    """fn_cls over dim, as torch.sum and torch.mean take it: with NumPy's names, and a dtype to cast to first."""
+    if axis is not None or keepdims is not None or out is not None:
+        dim, keepdim = _numpy_names(op, dim, keepdim, axis, keepdims, out)
+    if dtype is not None:
+        x = cast(x, dtype)
+    return fn_cls.apply(x, dims=_reduce_dims(dim, x.ndim), keepdim=keepdim)
+
+
+def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None, out=None):
+    """Sum over `dim` (None: every dim; an int or a tuple), like torch.sum."""
+    return _reduction(SumFunction, "sum", x, dim, keepdim, dtype, axis, keepdims, out)
 
 
 class MeanFunction(Function):
-    def __init__(self, axes, keepdims):
+    def __init__(self, dims, keepdim):
         super().__init__()
-        self.axes, self.keepdims = axes, keepdims
+        self.dims, self.keepdim = dims, keepdim
 
     def forward(self, x):
         self.in_shape = x.shape
-        return x.mean(axis=self.axes, keepdims=self.keepdims)
+        return x.mean(axis=self.dims, keepdims=self.keepdim)
 
     def backward(self, gy):
-        n = _reduced_size(self.in_shape, self.axes)
-        g = gy.reshape(_kept_shape(self.in_shape, self.axes)) / gy.dtype.type(builtins.max(n, 1))
+        n = _reduced_size(self.in_shape, self.dims)
+        g = gy.reshape(_kept_shape(self.in_shape, self.dims)) / gy.dtype.type(builtins.max(n, 1))
         return self.xp.broadcast_to(g, self.in_shape)
 
 
-def mean(x, axis=None, keepdims=False):
-    return MeanFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims)
+def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None, out=None):
+    return _reduction(MeanFunction, "mean", x, dim, keepdim, dtype, axis, keepdims, out)
 
 
 class VarFunction(Function):
     """var = sum((x - mean)^2) / (N - correction); d var / dx = 2 (x - mean) / (N - correction)."""
 
-    def __init__(self, axes, keepdims, correction):
+    def __init__(self, dims, keepdim, correction):
         super().__init__()
-        self.axes, self.keepdims, self.correction = axes, keepdims, correction
+        self.dims, self.keepdim, self.correction = dims, keepdim, correction
 
     def forward(self, x):
-        self.denominator = builtins.max(_reduced_size(x.shape, self.axes) - self.correction, 0)
-        centered = x - x.mean(axis=self.axes, keepdims=True)
+        self.denominator = builtins.max(_reduced_size(x.shape, self.dims) - self.correction, 0)
+        centered = x - x.mean(axis=self.dims, keepdims=True)
         self.save_for_backward(centered)
-        return (centered * centered).sum(axis=self.axes, keepdims=self.keepdims) / centered.dtype.type(
-            self.denominator)
+        with _without_degrees_of_freedom(self.denominator):
+            return (centered * centered).sum(axis=self.dims, keepdims=self.keepdim) / centered.dtype.type(
+                self.denominator)
 
     def backward(self, gy):
         centered, = self.saved
-        g = gy.reshape(_kept_shape(centered.shape, self.axes))
-        return centered * (g * (2 / self.denominator))
+        g = gy.reshape(_kept_shape(centered.shape, self.dims))
+        with _without_degrees_of_freedom(self.denominator):
+            return centered * (g * (2 / self.denominator if self.denominator else math.inf))
 
 
-def var(x, axis=None, keepdims=False, correction=1):
-    """Variance with Bessel's correction by default, like torch.var (correction=0 for the biased one)."""
-    return VarFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, correction=correction)
+def _without_degrees_of_freedom(denominator):
+    """No degrees of freedom (N <= correction): the division gives inf or nan, as torch.var's (var() warns)."""
+    return np.errstate(divide="ignore", invalid="ignore") if denominator <= 0 else contextlib.nullcontext()
 
 
-def _inverse_permutation(axes):
-    """The axes that undo a transpose (plain ints: CuPy wants a tuple, not a NumPy array)."""
-    return tuple(int(a) for a in np.argsort(axes))
+def _correction(op, unbiased, correction):
+    """torch's two spellings of Bessel's correction: unbiased=True/False (1/0) or correction=n; default 1."""
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}(): give unbiased or correction, not both")
+    return (1 if unbiased or unbiased is None else 0) if correction is None else correction
 
 
-class MaxMinFunction(Function):
-    """max or min over axes; the gradient goes to one winner (the first in row-major order), like argmax."""
+def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None, out=None):
+    """Variance with Bessel's correction by default, like torch.var (unbiased=False or correction=0: biased)."""
+    if isinstance(dim, bool):                                       # torch's var(unbiased) overload
+        dim, unbiased = None, dim
+    if axis is not None or keepdims is not None or out is not None:
+        dim, keepdim = _numpy_names("var", dim, keepdim, axis, keepdims, out)
+    dims, correction = _reduce_dims(dim, x.ndim), _correction("var", unbiased, correction)
+    if _reduced_size(x.shape, dims) <= correction:
+        warnings.warn(f"var/std: degrees of freedom is <= 0 ({_reduced_size(x.shape, dims)} elements, correction "
+                      f"{correction}): the result is inf or nan, as in PyTorch", UserWarning, stacklevel=2)
+    return VarFunction.apply(x, dims=dims, keepdim=keepdim, correction=correction)
 
-    def __init__(self, axes, keepdims, mode):
+
+def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None, out=None):
+    """sqrt(var), like torch.std: d std = d var / (2 std)."""
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims, out=out))
+
+
+class AmaxAminFunction(Function):
+    """max or min over dims (torch.amax / amin, and max() / min() of every element): where several elements
+    tie for the extreme, they share its gradient equally, as in PyTorch."""
+
+    def __init__(self, dims, keepdim, mode):
         super().__init__()
-        self.axes, self.keepdims, self.mode = axes, keepdims, mode    # mode: "max" or "min"
+        self.dims, self.keepdim, self.mode = dims, keepdim, mode    # mode: "max" or "min"
 
     def forward(self, x):
-        xp = self.xp
-        kept = tuple(a for a in range(x.ndim) if a not in self.axes)
-        self.perm = kept + self.axes
-        rows = x.transpose(self.perm).reshape(-1, _reduced_size(x.shape, self.axes))
-        if rows.shape[1] == 0:
+        if x.size == 0:
             raise ValueError(f"{self.mode}() of an empty tensor of shape {x.shape}")
-        self.winner = rows.argmax(axis=1) if self.mode == "max" else rows.argmin(axis=1)
-        self.in_shape = x.shape
-        y = rows[xp.arange(rows.shape[0]), self.winner]
-        return y.reshape(_kept_shape(x.shape, self.axes) if self.keepdims else
-                         tuple(x.shape[a] for a in kept))
+        y = x.max(axis=self.dims, keepdims=True) if self.mode == "max" else x.min(axis=self.dims, keepdims=True)
+        winners = x == y
+        self.save_for_backward(winners, winners.sum(axis=self.dims, keepdims=True))
+        return y if self.keepdim else y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in self.dims))
 
     def backward(self, gy):
-        xp = self.xp
-        n_rows = self.winner.shape[0]
-        rows = xp.zeros((n_rows, _reduced_size(self.in_shape, self.axes)), dtype=gy.dtype)
-        rows[xp.arange(n_rows), self.winner] = gy.reshape(-1)
-        permuted = rows.reshape(tuple(self.in_shape[a] for a in self.perm))
-        return permuted.transpose(_inverse_permutation(self.perm))
+        winners, count = self.saved
+        return winners * (gy.reshape(count.shape) / count.astype(gy.dtype))
 
 
-def max(x, axis=None, keepdims=False):
-    return MaxMinFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, mode="max")
+def _every_dim_if_empty(dim):
+    return None if dim is None or (not isinstance(dim, numbers.Integral) and len(dim) == 0) else dim
 
 
-def min(x, axis=None, keepdims=False):
-    return MaxMinFunction.apply(x, axes=_normalize_axes(axis, x.ndim), keepdims=keepdims, mode="min")
+def amax(x, dim=(), keepdim=False):
+    """The max over `dim` (an int or a tuple; () or None: every dim), like torch.amax."""
+    return AmaxAminFunction.apply(x, dims=_reduce_dims(_every_dim_if_empty(dim), x.ndim), keepdim=keepdim,
+                                  mode="max")
 
 
-# ----------------------------------------------------------------------------- shapes
+def amin(x, dim=(), keepdim=False):
+    return AmaxAminFunction.apply(x, dims=_reduce_dims(_every_dim_if_empty(dim), x.ndim), keepdim=keepdim,
+                                  mode="min")
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = """(values, indices), as torch.return_types: what max/min along a dim, sort and topk return;
+unpack it (`values, indices = tl.sort(x)`) or read `.values` and `.indices` (`x.max(1).values`)."""
+
+
+def _along(xp, indices, dim):
+    """An index that picks, along `dim`, the entry named by `indices` (keepdim shape) in every position."""
+    grids = list(xp.ogrid[tuple(slice(n) for n in indices.shape)])
+    grids[dim] = indices
+    return tuple(grids)
+
+
+class MaxMinDimFunction(Function):
+    """max or min along one dim with the winners' indices given: the gradient goes to those elements only (the
+    first of tied ones, torch.max(dim)'s rule)."""
+
+    def __init__(self, dim, keepdim, indices):
+        super().__init__()
+        self.dim, self.keepdim, self.indices = dim, keepdim, indices   # indices: keepdim shape, an array
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        y = x[_along(self.xp, self.indices, self.dim)]
+        return y if self.keepdim else y.squeeze(self.dim)
+
+    def backward(self, gy):
+        g = self.xp.zeros(self.in_shape, dtype=gy.dtype)
+        g[_along(self.xp, self.indices, self.dim)] = gy.reshape(self.indices.shape)
+        return g
+
+
+def _max_min(x, dim, keepdim, axis, keepdims, out, mode):
+    if axis is not None or keepdims is not None or out is not None:
+        dim, keepdim = _numpy_names(mode, dim, keepdim, axis, keepdims, out)
+    if isinstance(dim, Tensor):                                     # torch.max(input, other): elementwise
+        return MaximumMinimumFunction.apply(*_operands(x, dim), mode=mode)
+    if dim is None:
+        return AmaxAminFunction.apply(x, dims=tuple(range(x.ndim)), keepdim=False, mode=mode)
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{mode}(dim) takes one dim, got {dim!r}; amax / amin reduce over several")
+    data = x.data if x.ndim else x.data.reshape(1)
+    dim = check_dim(dim, data.ndim)
+    if data.shape[dim] == 0:
+        raise ValueError(f"{mode}(): dim {dim} of shape {x.shape} is empty")
+    indices = data.argmax(axis=dim, keepdims=True) if mode == "max" else data.argmin(axis=dim, keepdims=True)
+    values = MaxMinDimFunction.apply(x if x.ndim else reshape(x, 1), dim=dim, keepdim=keepdim, indices=indices)
+    indices = indices if keepdim else indices.squeeze(dim)
+    return ValuesIndices(values if x.ndim else reshape(values, ()), Tensor(indices if x.ndim else indices[0]))
+
+
+def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+    """torch.max's three forms: max(x) the largest element (a 0-d tensor); max(x, dim, keepdim) the named tuple
+    (values, indices) along dim; max(x, other) the elementwise maximum of two tensors."""
+    return _max_min(x, dim, keepdim, axis, keepdims, out, "max")
+
+
+def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+    """torch.min's three forms, as max."""
+    return _max_min(x, dim, keepdim, axis, keepdims, out, "min")
+
+
+def _arg_max_min(x, dim, keepdim, axis, keepdims, out, mode):
+    if axis is not None or keepdims is not None or out is not None:
+        dim, keepdim = _numpy_names(f"arg{mode}", dim, keepdim, axis, keepdims, out)
+    data = x.data
+    if dim is None:
+        flat = data.reshape(-1)
+        index = flat.argmax() if mode == "max" else flat.argmin()
+        return Tensor(x.xp.asarray(index, dtype=np.int64).reshape((1,) * x.ndim if keepdim else ()))
+    dim = check_dim(dim, builtins.max(data.ndim, 1))
+    data = data if data.ndim else data.reshape(1)
+    index = data.argmax(axis=dim, keepdims=keepdim) if mode == "max" else data.argmin(axis=dim, keepdims=keepdim)
+    return Tensor(index.astype(np.int64, copy=False).reshape(index.shape if x.ndim else ()))
+
+
+def argmax(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+    """Indices (int64, no gradient) of the largest elements along dim; dim None: of the flattened tensor."""
+    return _arg_max_min(x, dim, keepdim, axis, keepdims, out, "max")
+
+
+def argmin(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+    return _arg_max_min(x, dim, keepdim, axis, keepdims, out, "min")
+
+
+# ----------------------------------------------------------------------------- shapes (views where NumPy's are)
 def _shape_arg(shape):
     """`f(2, 3)` and `f((2, 3))` alike, as PyTorch's shape arguments."""
     return tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else tuple(shape)
 
 
 class ReshapeFunction(Function):
+    is_view = True
+
     def __init__(self, shape):
         super().__init__()
         self.shape = shape
@@ -453,8 +682,13 @@ class ReshapeFunction(Function):
     def backward(self, gy):
         return gy.reshape(self.in_shape)
 
+    def replay(self, base):
+        return ReshapeFunction.apply(base, shape=self.shape)
+
 
 def reshape(x, *shape):
+    """x with another shape (one entry may be -1); `view` is the same function (a copy where x's memory
+    cannot be viewed so, where PyTorch's view would raise)."""
     shape = _shape_arg(shape)
     try:
         np.empty(x.shape, dtype=np.bool_).reshape(shape)  # validates -1 and sizes with NumPy's message
@@ -463,48 +697,93 @@ def reshape(x, *shape):
     return ReshapeFunction.apply(x, shape=shape)
 
 
-def unsqueeze(x, axis):
-    axis = check_axis(axis, x.ndim + 1)                           # the new axis may be the last
-    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+view = reshape
 
 
-def squeeze(x, axis=None):
-    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else _normalize_axes(axis, x.ndim)
-    for a in axes:
-        if x.shape[a] != 1:
-            raise ValueError(f"cannot squeeze axis {a} of size {x.shape[a]} (shape {x.shape})")
-    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+def flatten(x, start_dim=0, end_dim=-1):
+    """Dims start_dim..end_dim merged into one, like torch.flatten (a 0-d tensor becomes 1-d)."""
+    if x.ndim == 0:
+        return reshape(x, 1)
+    start, end = check_dim(start_dim, x.ndim), check_dim(end_dim, x.ndim)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
+    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
 
 
-class TransposeFunction(Function):
-    def __init__(self, axes):
+def unsqueeze(x, dim):
+    dim = check_dim(dim, x.ndim + 1)                              # the new dim may be the last
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def squeeze(x, dim=None):
+    """Drop dims of size 1 (all of them, or those named by dim: an int or a tuple); a named dim of another size
+    stays, as in torch.squeeze."""
+    dims = range(x.ndim) if dim is None else _reduce_dims(dim, x.ndim)
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
+
+
+class PermuteFunction(Function):
+    is_view = True
+
+    def __init__(self, dims):
         super().__init__()
-        self.axes = axes
+        self.dims = dims
 
     def forward(self, x):
-        return x.transpose(self.axes)
+        return x.transpose(self.dims)
 
     def backward(self, gy):
-        return gy.transpose(_inverse_permutation(self.axes))
+        return gy.transpose(tuple(int(d) for d in np.argsort(self.dims)))   # the inverse permutation
+
+    def replay(self, base):
+        return PermuteFunction.apply(base, dims=self.dims)
 
 
-def transpose(x, *axes):
-    axes = _shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
-    checked = tuple(check_axis(a, x.ndim) for a in axes)
+def permute(x, *dims):
+    """The dims reordered: `x.permute(0, 2, 1)` (or a tuple), like torch.permute."""
+    dims = _shape_arg(dims)
+    checked = tuple(check_dim(d, x.ndim) for d in dims)
     if sorted(checked) != list(range(x.ndim)):
-        raise ValueError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
-    return TransposeFunction.apply(x, axes=checked)
+        raise ValueError(f"permute dims {dims} are not a permutation of the {x.ndim} dims of shape {x.shape}")
+    return PermuteFunction.apply(x, dims=checked)
 
 
-def swapaxes(x, a, b):
-    a, b = check_axis(a, x.ndim), check_axis(b, x.ndim)
-    axes = list(range(x.ndim))
-    axes[a], axes[b] = axes[b], axes[a]
-    return transpose(x, *axes)
+def transpose(x, dim0, dim1):
+    """dim0 and dim1 swapped, like torch.transpose (`swapaxes` and `swapdims` are its other names)."""
+    dims = list(range(x.ndim))
+    a, b = check_dim(dim0, builtins.max(x.ndim, 1)), check_dim(dim1, builtins.max(x.ndim, 1))
+    if x.ndim == 0:
+        return x
+    dims[a], dims[b] = dims[b], dims[a]
+    return PermuteFunction.apply(x, dims=tuple(dims))
+
+
+swapaxes = swapdims = transpose
+
+
+def t(x):
+    """The transpose of a matrix (a 0-d or 1-d tensor as it is), like torch.t."""
+    if x.ndim > 2:
+        raise ValueError(f"t() expects a tensor of at most 2 dims, got shape {x.shape}; use transpose(dim0, dim1) "
+                         "or permute")
+    return transpose(x, 0, 1) if x.ndim == 2 else x
+
+
+def reversed_dims(x):
+    """x.T: every dim in reverse order (for a matrix, its transpose)."""
+    return PermuteFunction.apply(x, dims=tuple(reversed(range(x.ndim))))
+
+
+def matrix_transpose(x):
+    """x.mT: the last two dims swapped (a batch of matrices, each transposed)."""
+    if x.ndim < 2:
+        raise ValueError(f"mT needs at least 2 dims, got shape {x.shape}")
+    return transpose(x, -2, -1)
 
 
 class BroadcastToFunction(Function):
     """The engine's un-broadcast is exactly this op's backward."""
+    is_view = True
 
     def __init__(self, shape):
         super().__init__()
@@ -516,8 +795,12 @@ class BroadcastToFunction(Function):
     def backward(self, gy):
         return gy
 
+    def replay(self, base):
+        return BroadcastToFunction.apply(base, shape=self.shape)
 
-def broadcast_to(x, *shape):
+
+def expand(x, *shape):
+    """x broadcast to `shape` (-1 keeps a dim), like torch.expand; `broadcast_to` is its other name."""
     shape = _shape_arg(shape)
     try:
         np.broadcast_shapes(x.shape, shape)
@@ -527,16 +810,21 @@ def broadcast_to(x, *shape):
     return BroadcastToFunction.apply(x, shape=shape)
 
 
+broadcast_to = expand
+
+
 # ----------------------------------------------------------------------------- indexing, joining, splitting
 class GetItemFunction(Function):
     """x[index]; backward scatter-adds, so repeated integer indices accumulate."""
+    is_view = True
 
-    def __init__(self, index, advanced):
+    def __init__(self, index, advanced, watched=()):
         super().__init__()
         self.index, self.advanced = index, advanced     # advanced: integer-array indexing (ids may repeat)
+        self.watched = watched                          # index tensors, whose arrays backward reads
 
     def forward(self, x):
-        self.in_shape, self.in_dtype = x.shape, x.dtype
+        self.in_shape = x.shape
         return x[self.index]
 
     def backward(self, gy):
@@ -547,82 +835,130 @@ class GetItemFunction(Function):
             g[self.index] = gy
         return g
 
-
-def _is_advanced(index):
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, (list, Tensor)) or hasattr(p, "dtype") for p in parts)
+    def replay(self, base):
+        return GetItemFunction.apply(base, index=self.index, advanced=self.advanced, watched=self.watched)
 
 
-def _raw_index(index):
-    parts = index if isinstance(index, tuple) else (index,)
-    raw = tuple(p.data if isinstance(p, Tensor) else p for p in parts)
-    return raw if isinstance(index, tuple) else raw[0]
+_BASIC = (numbers.Integral, slice, type(None), type(Ellipsis))
+
+
+def raw_index(index):
+    """An index with its tensors as arrays, whether it is advanced (arrays, lists, ranges: a copy in NumPy, and
+    ids may repeat), and the tensors it held. As in PyTorch, a basic index gives a view even of one element (an
+    Ellipsis at the end: NumPy would give a scalar), and a 0-d integer tensor indexes as its integer."""
+    raw, tensors, advanced = [], (), False
+    for p in index if type(index) is tuple else (index,):
+        if isinstance(p, Tensor):
+            tensors += (p,)
+            p = int(p.data) if p.data.ndim == 0 and p.data.dtype.kind in "iu" else p.data
+        if not isinstance(p, _BASIC):
+            advanced = True
+        raw.append(p)
+    if not advanced and Ellipsis not in raw:
+        raw.append(Ellipsis)
+    return tuple(raw), advanced, tensors
 
 
 def getitem(x, index):
-    index = _raw_index(index)
-    return GetItemFunction.apply(x, index=index, advanced=_is_advanced(index))
+    index, advanced, tensors = raw_index(index)
+    return GetItemFunction.apply(x, index=index, advanced=advanced, watched=tensors)
+
+
+class SetItemFunction(Function):
+    """x with x[index] = value, out of place (the graph's record of an in-place write, tensorlite/inplace.py):
+    the gradient of the overwritten entries goes to value, of the others to x."""
+
+    def __init__(self, index, watched=()):
+        super().__init__()
+        self.index, self.watched = index, watched
+
+    def forward(self, x, value):
+        self.value_ndim = value.ndim
+        y = x.copy()
+        y[self.index] = value
+        return y
+
+    def backward(self, gy):
+        gx = None
+        if self.needs_input_grad[0]:
+            gx = gy.copy()
+            gx[self.index] = 0
+        gv = gy[self.index] if self.needs_input_grad[1] else None
+        if gv is not None and gv.ndim < self.value_ndim:   # value had leading dims of size 1 that NumPy dropped
+            gv = gv.reshape((1,) * (self.value_ndim - gv.ndim) + gv.shape)
+        return gx, gv
 
 
 def _split_points(sizes):
-    """Where pieces of these sizes start along an axis, after the first (plain ints: CuPy wants them)."""
+    """Where pieces of these sizes start along a dim, after the first (plain ints: CuPy wants them)."""
     return [int(b) for b in np.cumsum(sizes)[:-1]]
 
 
 class ConcatenateFunction(Function):
-    def __init__(self, axis):
+    def __init__(self, dim):
         super().__init__()
-        self.axis = axis
+        self.dim = dim
 
     def forward(self, *xs):
-        self.sizes = [x.shape[self.axis] for x in xs]
-        return self.xp.concatenate(xs, axis=self.axis)
+        self.sizes = [x.shape[self.dim] for x in xs]
+        return self.xp.concatenate(xs, axis=self.dim)
 
     def backward(self, gy):
         bounds = _split_points(self.sizes)
-        return tuple(self.xp.split(gy, bounds, axis=self.axis))
+        return tuple(self.xp.split(gy, bounds, axis=self.dim))
 
 
-def cat(tensors, axis=0):
+def cat(tensors, dim=0, *, axis=None, out=None):
+    if axis is not None or out is not None:
+        dim, _ = _numpy_names("cat", dim if axis is None else None, False, axis, None, out)
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat needs at least one tensor")
     ref = tensors[0]
-    axis = check_axis(axis, ref.ndim)
+    dim = check_dim(dim, ref.ndim)
     for t in tensors[1:]:
-        if t.ndim != ref.ndim or any(n != m for i, (n, m) in enumerate(zip(t.shape, ref.shape)) if i != axis):
-            raise ValueError(f"cat along axis {axis}: shapes {[t.shape for t in tensors]} differ off that axis")
-    return ConcatenateFunction.apply(*tensors, axis=axis)
+        if t.ndim != ref.ndim or any(n != m for i, (n, m) in enumerate(zip(t.shape, ref.shape)) if i != dim):
+            raise ValueError(f"cat along dim {dim}: shapes {[t.shape for t in tensors]} differ off that dim")
+    return ConcatenateFunction.apply(*tensors, dim=dim)
 
 
-def stack(tensors, axis=0):
+concatenate = cat
+
+
+def stack(tensors, dim=0, *, axis=None, out=None):
+    if axis is not None or out is not None:
+        dim, _ = _numpy_names("stack", dim if axis is None else None, False, axis, None, out)
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack needs at least one tensor")
     if len({t.shape for t in tensors}) > 1:
         raise ValueError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
-    axis = check_axis(axis, tensors[0].ndim + 1)                  # the new axis may be the last
-    return cat([unsqueeze(t, axis) for t in tensors], axis=axis)
+    dim = check_dim(dim, tensors[0].ndim + 1)                  # the new dim may be the last
+    return cat([unsqueeze(t, dim) for t in tensors], dim=dim)
 
 
 class SplitFunction(Function):
     """Several outputs: the engine fills a zero gradient for pieces that were not used."""
+    is_view = True
 
-    def __init__(self, bounds, axis):
+    def __init__(self, bounds, dim):
         super().__init__()
-        self.bounds, self.axis = bounds, axis
+        self.bounds, self.dim = bounds, dim
 
     def forward(self, x):
-        return tuple(self.xp.split(x, self.bounds, axis=self.axis))
+        return tuple(self.xp.split(x, self.bounds, axis=self.dim))
 
     def backward(self, *gys):
-        return self.xp.concatenate(gys, axis=self.axis)
+        return self.xp.concatenate(gys, axis=self.dim)
+
+    def replay(self, base):
+        return SplitFunction.apply(base, bounds=self.bounds, dim=self.dim)
 
 
-def split(x, split_size_or_sections, axis=0):
+def split(x, split_size_or_sections, dim=0, *, axis=None):
     """PyTorch's split: an int is the size of each piece (the last may be smaller), a list gives every size."""
-    axis = check_axis(axis, x.ndim)
-    n = x.shape[axis]
+    dim = check_dim(dim if axis is None else axis, x.ndim)
+    n = x.shape[dim]
     if isinstance(split_size_or_sections, numbers.Integral):
         if split_size_or_sections <= 0:
             raise ValueError(f"split size must be positive, got {split_size_or_sections}")
@@ -631,13 +967,13 @@ def split(x, split_size_or_sections, axis=0):
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
-            raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {axis}")
-    pieces = SplitFunction.apply(x, bounds=_split_points(sizes), axis=axis)
+            raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of dim {dim}")
+    pieces = SplitFunction.apply(x, bounds=_split_points(sizes), dim=dim)
     return pieces if isinstance(pieces, tuple) else (pieces,)
 
 
-def chunk(x, chunks, axis=0):
-    return split(x, -(-x.shape[check_axis(axis, x.ndim)] // chunks), axis)
+def chunk(x, chunks, dim=0):
+    return split(x, -(-x.shape[check_dim(dim, x.ndim)] // chunks), dim)
 
 
 # ----------------------------------------------------------------------------- matmul
@@ -658,7 +994,7 @@ class MatMulFunction(Function):
     def backward(self, gy):
         a, b = self.saved
         xp = self.xp
-        # Promote 1-d operands to matrices as the forward rule does; squeeze the promoted axis off their grads.
+        # Promote 1-d operands to matrices as the forward rule does; squeeze the promoted dim off their grads.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         gy = gy.reshape(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
@@ -676,6 +1012,8 @@ class MatMulFunction(Function):
 
 
 def matmul(a, b):
+    if not isinstance(b, Tensor):
+        b = as_tensor(b, a)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul needs at least 1-d operands, got shapes {a.shape} and {b.shape}")
     k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
@@ -784,7 +1122,7 @@ class CumsumFunction(Function):
 def cumsum(x, dim, dtype=None):
     """Running sums along dim; integer and bool tensors sum to int64 as in PyTorch (`dtype=` casts first)."""
     x = x if dtype is None else cast(x, dtype)
-    return CumsumFunction.apply(x, dim=check_axis(dim, x.ndim))
+    return CumsumFunction.apply(x, dim=check_dim(dim, x.ndim))
 
 
 class GatherFunction(Function):
@@ -823,7 +1161,7 @@ def gather(x, dim, index):
     dim), as torch.gather. Differentiable in x."""
     if x.ndim == 0:
         raise ValueError("gather needs a tensor with at least 1 dim, got a 0-d one")
-    dim = check_axis(dim, x.ndim)
+    dim = check_dim(dim, x.ndim)
     index = index.data if isinstance(index, Tensor) else x.xp.asarray(index)
     if index.dtype.kind not in "iu":
         raise TypeError(f"gather index must be integers, got dtype {index.dtype}")
@@ -835,11 +1173,6 @@ def gather(x, dim, index):
     backend.device_assert(bad.any(), lambda: IndexError(
         f"gather index {int(index[bad].reshape(-1)[0])} is out of range for dim {dim} of size {n}"))
     return GatherFunction.apply(x, index=_gather_index(index, dim))
-
-
-ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
-ValuesIndices.__doc__ = """What sort and topk return, like PyTorch's torch.return_types: unpack it
-(`values, indices = tl.sort(x)`) or read `.values` and `.indices`."""
 
 
 def _argsort(data, dim, descending):
@@ -858,14 +1191,14 @@ def _argsort(data, dim, descending):
 def argsort(x, dim=-1, descending=False, stable=False):
     """Indices that sort x along dim. The sort is always stable (`stable=` is accepted for PyTorch's signature),
     so ties come back in index order."""
-    return Tensor(_argsort(x.data, check_axis(dim, x.ndim), descending))
+    return Tensor(_argsort(x.data, check_dim(dim, x.ndim), descending))
 
 
 @_zero_d_as_one_element
 def sort(x, dim=-1, descending=False, stable=False):
     """(values, indices): x sorted along dim, and where each value came from. The values are differentiable (each
     gradient goes back to its value's place); always stable, as argsort."""
-    dim = check_axis(dim, x.ndim)
+    dim = check_dim(dim, x.ndim)
     indices = _argsort(x.data, dim, descending)
     return ValuesIndices(GatherFunction.apply(x, index=_gather_index(indices, dim)), Tensor(indices))
 
@@ -875,9 +1208,15 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     """(values, indices) of the k largest elements along dim, largest first (the k smallest, smallest first, for
     largest=False), as torch.topk; the values are differentiable. Ties keep the lower index first. `sorted=False`
     is accepted and gives them sorted all the same (PyTorch leaves that order unspecified)."""
-    dim = check_axis(dim, x.ndim)
+    dim = check_dim(dim, x.ndim)
     if not isinstance(k, numbers.Integral) or not 0 <= k <= x.shape[dim]:
         raise ValueError(f"topk: k={k!r} is out of range for dim {dim} of size {x.shape[dim]} (shape {x.shape})")
     first_k = (slice(None),) * dim + (slice(0, int(k)),)
     indices = _argsort(x.data, dim, descending=largest)[first_k]
     return ValuesIndices(GatherFunction.apply(x, index=_gather_index(indices, dim)), Tensor(indices))
+
+
+# NumPy's ufuncs that are Tensor operators: `ndarray + tensor` is a Tensor (Tensor.__array_ufunc__)
+NUMPY_OPERATORS = {np.add: add, np.subtract: sub, np.multiply: mul, np.true_divide: div, np.power: pow,
+                   np.matmul: lambda a, b: matmul(*_operands(a, b)), np.equal: eq, np.not_equal: ne, np.less: lt,
+                   np.less_equal: le, np.greater: gt, np.greater_equal: ge}

@@ -139,7 +139,7 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad + group["weight_decay"] * p.data if group["weight_decay"] else p.grad
+                g = p.grad.data + group["weight_decay"] * p.data if group["weight_decay"] else p.grad.data
                 if group["momentum"]:
                     state = self.state.setdefault(id(p), {})
                     if "momentum_buffer" not in state:
@@ -201,7 +201,7 @@ class AdamW(Optimizer):
     def _step_one(self, p, group):
         state = self._state(p)
         state["step"] += 1
-        _adamw_update(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], group, state["step"])
+        _adamw_update(p.data, p.grad.data, state["exp_avg"], state["exp_avg_sq"], group, state["step"])
 
     def _flat_buffers(self, index, group):
         """The group's parameters and moments in three flat buffers; each Parameter's data (and its state) is a
@@ -222,11 +222,11 @@ class AdamW(Optimizer):
             flat[name] = xp.concatenate([s[name].reshape(-1) for s in states])
         start = 0
         for p, state in zip(params, states):
-            view = slice(start, start + p.size)
+            view = slice(start, start + p.numel())
             p.data = flat["p"][view].reshape(p.shape)
             for name in ("exp_avg", "exp_avg_sq"):
                 state[name] = flat[name][view].reshape(p.shape)
-            start += p.size
+            start += p.numel()
         flat["views"] = [p.data for p in params]
         self.flat_groups[index] = flat
         return flat
@@ -236,7 +236,7 @@ class AdamW(Optimizer):
         else the same update as ~13 NumPy/CuPy passes over the group instead of ~13 per parameter (on the CPU,
         one slice of the buffers per core)."""
         flat, params = self._flat_buffers(index, group), group["params"]
-        grads = params[0].xp.concatenate([p.grad.reshape(-1) for p in params])
+        grads = params[0].xp.concatenate([p.grad.data.reshape(-1) for p in params])
         for p in params:
             self.state[id(p)]["step"] += 1
         step = self.state[id(params[0])]["step"]

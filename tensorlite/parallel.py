@@ -130,7 +130,7 @@ class ShardedStep:
             raise TypeError(f"ShardedStep needs every parameter in one dtype, got {sorted({d for _, d in layout})}")
         context = multiprocessing.get_context(_START_METHOD)
         dtype = params[0].dtype
-        size = sum(p.size for p in params)
+        size = sum(p.numel() for p in params)
         raw_params = context.RawArray("b", size * dtype.itemsize)
         self.shared_params = np.frombuffer(raw_params, dtype=dtype)
         self.blas_threads = max(1, usable_cores() // self.n_shards)   # the cores left over go to BLAS
@@ -186,9 +186,9 @@ class _Worker:
             if not present:
                 continue
             if p.grad is None:
-                p.grad = g.copy()   # the buffer is reused by the next step
+                p.grad = Tensor(g.copy())   # the buffer is reused by the next step
             else:
-                p.grad += g
+                p.grad.data += g
 
 
 def _serve(conn, callers_end, module, raw_params, raw_grads, dtype, blas_threads):
@@ -210,7 +210,7 @@ def _serve(conn, callers_end, module, raw_params, raw_grads, dtype, blas_threads
             has_grad = [p.grad is not None for p in params]
             for p, g in zip(params, grads):
                 if p.grad is not None:
-                    g[...] = p.grad
+                    g[...] = p.grad.data
             reply = ("ok", (loss, has_grad))
         except Exception as err:   # sent back and raised by the caller, as if the shard ran there
             reply = ("error", err if _is_picklable(err) else RuntimeError(f"{type(err).__name__}: {err}"))
@@ -237,8 +237,8 @@ def _flat_views(flat, params):
     """Views of one flat buffer, shaped as the parameters, in order."""
     views, start = [], 0
     for p in params:
-        views.append(flat[start:start + p.size].reshape(p.shape))
-        start += p.size
+        views.append(flat[start:start + p.numel()].reshape(p.shape))
+        start += p.numel()
     return views
 
 

@@ -19,8 +19,8 @@ def run(opt_factory, steps=5, n_params=2, with_grad=None):
     history = []
     for _ in range(steps):
         for p in params[:with_grad]:
-            p.grad = quadratic_grads(p.data, 1.0)
-        grads = [p.grad.copy() for p in params[:with_grad]]
+            p.grad = tl.tensor(quadratic_grads(p.data, 1.0))
+        grads = [p.grad.numpy().copy() for p in params[:with_grad]]
         opt.step()
         for p, g in zip(params, grads):
             np.testing.assert_array_equal(p.grad, g)          # step reads the gradients, never changes them
@@ -61,7 +61,7 @@ def test_param_groups_have_their_own_options_and_lr_is_settable():
     a = tl.tensor([1.0, 1.0], requires_grad=True)
     b = tl.tensor([1.0, 1.0], requires_grad=True)
     opt = optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "weight_decay": 1.0}], lr=0.5)
-    a.grad, b.grad = np.ones(2, np.float32), np.ones(2, np.float32)
+    a.grad, b.grad = tl.ones(2), tl.ones(2)
     opt.step()
     np.testing.assert_allclose(a.numpy(), [0.9, 0.9])
     np.testing.assert_allclose(b.numpy(), [0.0, 0.0])     # 1 - 0.5 * (1 + 1 * 1)
@@ -80,7 +80,7 @@ def test_adamw_state_dict_round_trip_continues_identically():
     def steps(opt, ps, n):
         for _ in range(n):
             for p in ps:
-                p.grad = quadratic_grads(p.data, 1.0)
+                p.grad = tl.tensor(quadratic_grads(p.data, 1.0))
             opt.step()
 
     ref, _, _ = run(make, steps=0)
@@ -100,7 +100,7 @@ def test_adamw_state_dict_round_trip_continues_identically():
 def test_load_state_dict_rejects_mismatched_shapes():
     a = tl.tensor([1.0, 2.0], requires_grad=True)
     opt = optim.AdamW([a])
-    a.grad = np.ones(2, np.float32)
+    a.grad = tl.ones(2)
     opt.step()
     sd = opt.state_dict()
     other = optim.AdamW([tl.tensor([1.0, 2.0, 3.0], requires_grad=True)])
@@ -127,7 +127,7 @@ def test_adamw_over_a_buffer_sliced_across_cores_is_the_same_update(monkeypatch)
         opt = optim.AdamW(params, lr=0.1, weight_decay=0.05)
         for _ in range(3):
             for p in params:
-                p.grad = quadratic_grads(p.data, 1.0)
+                p.grad = tl.tensor(quadratic_grads(p.data, 1.0))
             opt.step()
         results.append([p.numpy() for p in params])
     for sliced, plain in zip(results[1], results[0]):
@@ -177,10 +177,10 @@ def test_adamw_keeps_updating_the_parameters_after_the_model_is_cast(cast):
 def test_adamw_moments_follow_a_cast_on_the_per_parameter_path_too():
     a, b = tl.tensor([1.0, 2.0], requires_grad=True), tl.tensor([3.0], requires_grad=True)
     opt = optim.AdamW([a, b], lr=0.1)
-    a.grad = np.ones(2, np.float32)                            # b has no gradient: one parameter at a time
+    a.grad = tl.ones(2)                            # b has no gradient: one parameter at a time
     opt.step()
     a.data = a.data.astype(np.float64)
-    a.grad = np.ones(2, np.float64)
+    a.grad = tl.ones(2, dtype=tl.float64)
     opt.step()
     assert a.dtype == np.float64 and opt.state[id(a)]["exp_avg"].dtype == np.float64
     start = np.array([1.0, 2.0])                              # constant gradients: each step moves by lr, after decay
@@ -190,7 +190,7 @@ def test_adamw_moments_follow_a_cast_on_the_per_parameter_path_too():
 def test_optimizer_load_state_dict_accepts_tensor_values():
     a = tl.tensor([1.0, 2.0], requires_grad=True)
     opt = optim.AdamW([a], lr=0.1)
-    a.grad = np.ones(2, np.float32)
+    a.grad = tl.ones(2)
     opt.step()
     sd = opt.state_dict()
     sd["state"][0] = {k: tl.tensor(v) for k, v in sd["state"][0].items()}

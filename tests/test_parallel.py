@@ -30,7 +30,7 @@ def batch(rows, seed=0):
 
 
 def grads(model):
-    return {name: p.grad.copy() for name, p in model.named_parameters()}
+    return {name: p.grad.numpy().copy() for name, p in model.named_parameters()}
 
 
 def assert_same_grads_as_the_whole_batch(model, x, y):

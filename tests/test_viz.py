@@ -11,12 +11,12 @@ import tensorlite.functional as F
 def test_to_dot_names_the_ops_of_an_attention_head():
     x = tl.randn(1, 4, 6)
     w_qkv = tl.randn(18, 6, requires_grad=True)
-    q, k, v = F.linear(x, w_qkv).split(6, axis=2)
-    heads = [t.reshape(1, 4, 2, 3).transpose(0, 2, 1, 3) for t in (q, k, v)]
+    q, k, v = F.linear(x, w_qkv).split(6, dim=2)
+    heads = [t.view(1, 4, 2, 3).transpose(1, 2) for t in (q, k, v)]
     loss = F.scaled_dot_product_attention(*heads, is_causal=True).sum()
     text = tl.viz.to_dot(loss, names={"w_qkv": w_qkv})
     assert text.startswith("digraph")
-    for op in ("LinearFunction", "SplitFunction", "ReshapeFunction", "TransposeFunction",
+    for op in ("LinearFunction", "SplitFunction", "ReshapeFunction", "PermuteFunction",
                "ScaledDotProductAttentionFunction", "SumFunction"):
         assert f'label="{op}"' in text, op
     assert "w_qkv\\n(18, 6) float32" in text and "(1, 2, 4, 3)" in text

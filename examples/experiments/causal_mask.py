@@ -18,8 +18,8 @@ def future_attention(q, k, v):
     """Upper-triangular mask: position i attends to j >= i (the wrong triangle)."""
     T = q.shape[-2]
     future = tl.tensor(np.where(np.triu(np.ones((T, T), dtype=bool)), 0.0, -np.inf).astype(np.float32))
-    scores = (q @ k.swapaxes(-1, -2)) * (1.0 / np.sqrt(q.shape[-1])) + future
-    return F.softmax(scores) @ v
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / np.sqrt(q.size(-1))) + future
+    return F.softmax(scores, dim=-1) @ v
 
 
 MASKS = {

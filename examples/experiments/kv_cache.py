@@ -15,7 +15,7 @@ from gpt.model import KVCache
 @tl.no_grad()
 def cached_logits(model, idx):
     cache = KVCache(model.config.n_layer)
-    return tl.cat([model(idx[:, t:t + 1], cache=cache)[0] for t in range(idx.shape[1])], axis=1)
+    return tl.cat([model(idx[:, t:t + 1], cache=cache)[0] for t in range(idx.shape[1])], dim=1)
 
 
 def time_per_token(model, length, use_cache, repeats=1):

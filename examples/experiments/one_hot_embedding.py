@@ -24,15 +24,15 @@ def main(argv=None):
     (product * tl.tensor(upstream)).sum().backward()
     model = small_gpt(V, args.seed, n_embd=16)
     rows = [("max |W[ids] - onehot @ W|", float(np.abs(lookup.numpy() - product.numpy()).max())),
-            ("max |scatter-add grad - onehot^T @ dY|", float(np.abs(w_lookup.grad - w_onehot.grad).max())),
+            ("max |scatter-add grad - onehot^T @ dY|", (w_lookup.grad - w_onehot.grad).abs().max().item()),
             ("grad row of id 3 = sum of its two upstream rows",
-             bool(np.allclose(w_lookup.grad[3], upstream[0] + upstream[2]))),
+             bool(np.allclose(w_lookup.grad[3].numpy(), upstream[0] + upstream[2]))),
             ("lm_head.weight is transformer.wte.weight", model.lm_head.weight is model.transformer.wte.weight)]
     table(["check", "value"], rows)
     fig, ax = figure(4, width=3.2)
     for a, (title, data) in zip(ax, (("one-hot(ids) (4 x V)", onehot.numpy()), ("W (V x C)", w_lookup.numpy()),
                                      ("one-hot @ W = W[ids]", product.numpy()),
-                                     ("dW: scatter-add of dY", w_lookup.grad))):
+                                     ("dW: scatter-add of dY", w_lookup.grad.numpy()))):
         a.imshow(data, cmap="RdBu", aspect="auto")
         a.set_title(title, fontsize=9)
     ax[0].set_yticks(range(len(ids)), [f"id {i}" for i in ids])

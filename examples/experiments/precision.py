@@ -58,10 +58,10 @@ def train_rounded(model, dataset, steps, rounding, loss_scale=1.0, master_copy=T
         (loss * loss_scale).backward()
         step_overflows = 0
         for p in params:
-            rounded = rounding(p.grad)
-            underflows += int(((rounded == 0) & (p.grad != 0)).sum())
+            rounded = rounding(p.grad.data)
+            underflows += int(((rounded == 0) & (p.grad.data != 0)).sum())
             step_overflows += int((~np.isfinite(rounded)).sum())
-            p.grad = rounded / loss_scale
+            p.grad.data = rounded / loss_scale
         if master_copy:
             for p, m in zip(params, master):
                 p.data[...] = m

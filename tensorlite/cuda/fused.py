@@ -78,8 +78,8 @@ class FusedSoftmaxFunction(Function):
         return dx.reshape(gy.shape)
 
 
-def softmax(x, axis):
-    if not (_applies(x.data) and x.ndim >= 1 and axis in (-1, x.ndim - 1) and x.size > 0):
+def softmax(x, dim):
+    if not (_applies(x.data) and x.ndim >= 1 and dim in (-1, x.ndim - 1) and x.numel() > 0):
         return None
     return FusedSoftmaxFunction.apply(x)
 
@@ -117,7 +117,7 @@ class FusedSoftmaxCrossEntropyFunction(Function):
 
 
 def cross_entropy(logits, targets, ignore_index, reduction):
-    if not (_applies(logits.data) and logits.size > 0):
+    if not (_applies(logits.data) and logits.numel() > 0):
         return None
     return FusedSoftmaxCrossEntropyFunction.apply(logits, targets=targets, ignore_index=ignore_index,
                                                   reduction=reduction)
@@ -152,7 +152,7 @@ class FusedLayerNormFunction(Function):
 
 
 def layer_norm(x, weight, bias, eps):
-    if not (_applies(x.data) and weight is not None and weight.dtype == np.float32 and x.size > 0):
+    if not (_applies(x.data) and weight is not None and weight.dtype == np.float32 and x.numel() > 0):
         return None
     return FusedLayerNormFunction.apply(x, weight, *(() if bias is None else (bias,)), eps=eps,
                                         has_bias=bias is not None)
@@ -176,7 +176,7 @@ class FusedGELUFunction(Function):
 
 
 def gelu(x, approximate):
-    if not (_applies(x.data) and approximate == "tanh" and x.size > 0):
+    if not (_applies(x.data) and approximate == "tanh" and x.numel() > 0):
         return None
     return FusedGELUFunction.apply(x)
 
@@ -202,7 +202,7 @@ class FusedDropoutFunction(Function):
 
 
 def dropout(x, p):
-    if not (_applies(x.data) and x.size > 0):
+    if not (_applies(x.data) and x.numel() > 0):
         return None
     return FusedDropoutFunction.apply(x, p=p, seed=random.kernel_seed(x.device))
 
@@ -222,7 +222,7 @@ class FusedDropoutAddFunction(FusedDropoutFunction):
 
 
 def dropout_add(x, residual, p):
-    if not (_applies(x.data) and _applies(residual.data) and x.shape == residual.shape and x.size > 0):
+    if not (_applies(x.data) and _applies(residual.data) and x.shape == residual.shape and x.numel() > 0):
         return None
     return FusedDropoutAddFunction.apply(x, residual, p=p, seed=random.kernel_seed(x.device))
 
@@ -232,9 +232,9 @@ class FusedEmbeddingFunction(Function):
     are fixed-size array ops, so nothing waits for the host (ids outside the table fall outside every run;
     F.embedding's device assertion reports them)."""
 
-    def __init__(self, idx):
+    def __init__(self, idx, watched=()):
         super().__init__()
-        self.idx = idx
+        self.idx, self.watched = idx, watched
 
     def forward(self, weight):
         self.num_rows = weight.shape[0]
@@ -251,12 +251,12 @@ class FusedEmbeddingFunction(Function):
         return dweight
 
 
-def embedding(idx, weight):
+def embedding(idx, weight, watched=()):
     """The kernel runs a block per table row and 32 columns, so a table with more rows than the batch has
     positions (most runs empty, as for a GPT-2-sized vocabulary) keeps the reference path's atomic scatter."""
     if not (_applies(weight.data) and weight.ndim == 2 and weight.shape[1] > 0 and 0 < weight.shape[0] <= idx.size):
         return None
-    return FusedEmbeddingFunction.apply(weight, idx=idx)
+    return FusedEmbeddingFunction.apply(weight, idx=idx, watched=watched)
 
 
 def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):

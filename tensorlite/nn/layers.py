@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import random
 from .. import functional as F
-from ..ops import check_axis
+from ..ops import check_dim
 from .module import Module, Parameter
 
 
@@ -33,19 +33,22 @@ class Linear(Module):
 
 
 class LayerNorm(Module):
-    """Normalise the last axis to zero mean and unit variance, then scale (ones) and shift (zeros)."""
+    """Normalise the trailing dims `normalized_shape` (an int or a tuple) to zero mean and unit variance, then
+    scale (ones) and shift (zeros), like torch.nn.LayerNorm."""
 
-    def __init__(self, normalized_shape, eps=1e-5, bias=True):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
-        self.normalized_shape, self.eps = normalized_shape, eps
-        self.weight = Parameter(np.ones(normalized_shape, dtype="float32"))
-        self.bias = Parameter(np.zeros(normalized_shape, dtype="float32")) if bias else None
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.weight = Parameter(np.ones(shape, dtype="float32")) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(shape, dtype="float32")) if elementwise_affine and bias else None
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self.eps)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, bias={self.bias is not None}"
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}, " \
+               f"bias={self.bias is not None}"
 
 
 class Embedding(Module):
@@ -78,12 +81,17 @@ class Dropout(Module):
 
 
 class GELU(Module):
-    def __init__(self, approximate="tanh"):
+    """Exact (erf) GELU by default, as PyTorch's; approximate='tanh' for GPT-2's."""
+
+    def __init__(self, approximate="none"):
         super().__init__()
         self.approximate = approximate
 
     def forward(self, x):
         return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
 
 
 class ReLU(Module):
@@ -194,7 +202,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        start, end = check_axis(self.start_dim, x.ndim), check_axis(self.end_dim, x.ndim)
+        start, end = check_dim(self.start_dim, x.ndim), check_dim(self.end_dim, x.ndim)
         if start > end:
             raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for a "
                              f"tensor of shape {x.shape}")

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, device_and_dtype
 from .utils import zero_grads
 
 
@@ -35,12 +35,20 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before setting "
                                  f"attributes (setting {name!r})")
-        for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
+        # A name set again keeps its place and kind: `layer.weight *= 0.1` and `self.buffer += 1` set it again.
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            registry = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
+            registry = self._modules
+        else:
+            registry = self._buffers if name in self._buffers and isinstance(value, Tensor) else None
+        for other in (self._parameters, self._modules, self._buffers):
+            if other is not registry:
+                other.pop(name, None)
+        if registry is self._buffers:
+            self._buffers[name] = (value, self._buffers[name][1])
+        elif registry is not None:
+            registry[name] = value
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name, tensor, persistent=True):
@@ -134,9 +142,11 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
-    def to(self, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None):
         """Move every parameter and buffer to `device` and/or cast floating ones to `dtype`, in place
-        (the Parameter objects stay the same, so optimizers made afterwards see the new arrays)."""
+        (the Parameter objects stay the same, so optimizers made afterwards see the new arrays): to('cuda'),
+        to(tl.float64), to(device, dtype), as PyTorch's."""
+        device, dtype = device_and_dtype(args, device, dtype)
         device = None if device is None else backend.check_device(device)
         for m in self.modules():
             tensors = list(m._parameters.values()) + [t for t, _ in m._buffers.values()]

@@ -11,7 +11,7 @@ def clip_grad_norm_(parameters, max_norm):
     step does not wait for the host: call `.item()` only when you log it.
     """
     parameters = [parameters] if isinstance(parameters, Tensor) else parameters
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return Tensor(0.0)
     xp = backend.xp_of(grads[0])
