@@ -1,0 +1,64 @@
+"""The idiom census (tests/pytorch_ports/idioms.py), run with tensorlite: over a hundred everyday lines of "Zero
+to Hero" and nanoGPT, each giving PyTorch's answer with only the module names changed. An idiom that tensorlite
+answers otherwise on purpose is marked `[deliberate]` and checked against tensorlite's documented answer, its
+reason given in docs/coming_from_pytorch.md (test_pytorch_parity.py checks the table against PyTorch itself).
+"""
+import os
+import re
+
+import numpy as np
+import pytest
+
+import pytorch_ports as ports
+from pytorch_ports import idioms
+
+DOC = os.path.join(ports.ROOT, "docs", "coming_from_pytorch.md")
+
+
+def _param(idiom):
+    return pytest.param(idiom, id=idiom.id + ("[deliberate]" if idiom.differs else ""))
+
+
+@pytest.mark.parametrize("idiom", [_param(i) for i in idioms.IDIOMS])
+def test_idiom(idiom):
+    expected = idiom.tensorlite if idiom.differs else idiom.expect
+    problem = idioms.outcome(idiom, "tensorlite", expected)
+    assert problem is None, f"{idiom.source}: {idiom.code!r}: {problem}"
+
+
+def test_the_census_is_large_and_each_deliberate_difference_is_documented():
+    ids = [i.id for i in idioms.IDIOMS]
+    assert len(ids) >= 100 and len(set(ids)) == len(ids)
+    assert len({i.source for i in idioms.IDIOMS}) >= 10
+    with open(DOC, encoding="utf-8") as f:
+        doc = f.read().lower().replace("`", "").replace("*", "")
+    differing = [i for i in idioms.IDIOMS if i.differs]
+    assert differing and all(i.tensorlite is not None for i in differing)
+    for i in differing:
+        assert ports.title(i.differs).lower() in doc, f"{i.id}: the doc does not give '{ports.title(i.differs)}'"
+
+
+def python_blocks(path):
+    with open(path, encoding="utf-8") as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
+
+
+def test_the_docs_example_runs_with_only_the_imports_changed(capsys):
+    block, = python_blocks(DOC)
+    assert block.startswith("\n".join(ours for ours, _ in ports.IMPORTS[:3]))
+    exec(compile(block, DOC, "exec"), {})
+    assert capsys.readouterr().out.strip() == "(2, 3) 1.1003 3 6"
+
+
+def test_the_readmes_ten_lines_run_and_print_what_they_say(capsys):
+    block = next(b for b in python_blocks(os.path.join(ports.ROOT, "README.md")) if "tl.gradcheck" in b)
+    assert len(block.strip().split("\n")) <= 10
+    ns = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    printed = capsys.readouterr().out.strip()
+    comment = next(line for line in block.split("\n") if line.startswith("print(")).split("#", 1)[1].strip()
+    assert printed == "(4, 3) (3, 2)" and comment.startswith(printed)
+    if "NumPy arrays" in comment:                    # what the comment says the gradients are, they are
+        assert type(ns["x"].grad) is np.ndarray and type(ns["w"].grad) is np.ndarray
+    else:
+        assert "Tensor" in comment and isinstance(ns["x"].grad, ns["tl"].Tensor)
