@@ -1,7 +1,8 @@
 """Programs written for PyTorch, ported to tensorlite by changing their imports and nothing else.
 
 Each file here is one of the programs people arrive with (nanoGPT's model.py and sample.py, "Let's build GPT"'s
-bigram.py, makemore parts 3 and 4), written out line for line in its own idioms, with PyTorch's imports swapped
+bigram.py, makemore parts 3 and 4, whose shared data cells are makemore_data.py), written out line for line in
+its own idioms, with PyTorch's imports swapped
 for tensorlite's. `source(name, "torch")` swaps them back, so the very same text runs in PyTorch too (the parity
 tests do that where torch is importable): the import lines are the whole difference, and a test checks it.
 
@@ -28,7 +29,10 @@ IMPORTS = (
     ("from tensorlite import functional as F", "from torch.nn import functional as F"),
     ("import tensorlite.functional as F", "import torch.nn.functional as F"),
 )
-PORTS = ("nanogpt_model", "nanogpt_sample", "bigram", "makemore_bn", "makemore_backprop")
+PORTS = ("nanogpt_model", "nanogpt_sample", "bigram", "makemore_data", "makemore_bn", "makemore_backprop")
+# what a port imports from another (sample.py's `from model import GPT`): {port: {import name: port}}
+DEPENDS = {"nanogpt_sample": {"model": "nanogpt_model"}, "makemore_bn": {"makemore_data": "makemore_data"},
+           "makemore_backprop": {"makemore_data": "makemore_data"}}
 DIFFERS = re.compile(r"#\s*differs:\s*(.+)$")
 
 
@@ -96,12 +100,17 @@ def run(name, framework="tensorlite", argv=(), modules=None):
     """Execute a port as a fresh module (a script runs to its end) and return it, its globals inspectable.
 
     `argv` is what the script sees after its name (nanoGPT's configurator reads `--key=value` from it);
-    `modules` maps names the script imports (sample.py's `from model import GPT`) to modules already run."""
+    `modules` maps names the script imports to modules already run; the other ports it imports (DEPENDS) are
+    run here, in the same framework, unless given."""
+    modules = dict(modules or {})
+    for imported, port in DEPENDS.get(name, {}).items():
+        if imported not in modules:
+            modules[imported] = run(port, framework)
     module = types.ModuleType(f"pytorch_ports.{name}_{framework}")
     module.__file__ = path(name)
     code = compile(source(name, framework), path(name), "exec")
     sys.modules[module.__name__] = module      # dataclasses look their module up here
-    with _argv_and_modules(list(argv), dict(modules or {})):
+    with _argv_and_modules(list(argv), modules):
         exec(code, module.__dict__)
     return module
 

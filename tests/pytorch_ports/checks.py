@@ -10,7 +10,6 @@ import re
 import numpy as np
 
 BIGRAM_VAL_LOSS_BOUND = 2.85
-BACKPROP_TRAIN_LOSS_BOUND = 2.75
 BATCHNORM_TRAIN_LOSS_BOUND = 3.2
 
 # makemore part 4's cmp lines, in the notebook's order: exercise 1, then the fused cross-entropy and batchnorm
@@ -32,10 +31,8 @@ def check_backprop(out):
         assert approximate == "True" and float(maxdiff) < 1e-6, f"cmp {name}: approximate {approximate}, " \
                                                                f"maxdiff {maxdiff}"
     fast, slow = re.search(r"^(\S+) diff: (\S+)$", out, re.M).groups()
-    assert abs(float(slow)) < 1e-5 and 2.5 < float(fast) < 4.5
-    assert split_losses(out)["train"] < BACKPROP_TRAIN_LOSS_BOUND
-    words = out.strip().split("\n")[-20:]
-    assert all(w.endswith(".") and re.fullmatch(r"[a-z]*\.", w) for w in words), words
+    assert abs(float(slow)) < 1e-5 and 2.5 < float(fast) < 4.5         # F.cross_entropy is the long-hand loss
+    assert float(re.search(r"^max diff: tensor\(([-+.e\d]+)", out, re.M).group(1)) < 1e-5   # so is batchnorm's
 
 
 def check_bigram(out):

@@ -163,6 +163,13 @@ M1, M2, M3, M4 = "makemore part 1", "makemore part 2", "makemore part 3", "makem
 MG, GD, BG, NG = "micrograd", "Let's build GPT", "bigram.py", "Let's build GPT, gpt.py"
 NM, NT, NS = "nanoGPT model.py", "nanoGPT train.py", "nanoGPT sample.py"
 BOOL = "bool"
+TIED = textwrap.dedent("""
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(5, 3)
+            self.lm_head = nn.Linear(3, 5, bias=False)
+            self.wte.weight = self.lm_head.weight""").strip()     # nanoGPT's weight tying, in small
 
 IDIOMS = [
     # --- making tensors
@@ -527,23 +534,10 @@ IDIOMS = [
         attn = Attn()
         attn.bias = attn.bias[:,:,:2,:2]
         (list(attn.state_dict().keys()), attn.state_dict()['bias'].shape)""", (("bias",), (1, 1, 2, 2))),
-    I("weight-tying-counted-once", NM, """
-        class Tied(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.wte = nn.Embedding(5, 3)
-                self.lm_head = nn.Linear(3, 5, bias=False)
-                self.wte.weight = self.lm_head.weight
-        t = Tied()
-        (t.wte.weight is t.lm_head.weight, sum(p.numel() for p in t.parameters()))""", (True, 15)),
-    I("weight-tying-state-dict-names", NM, """
-        class Tied(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.wte = nn.Embedding(5, 3)
-                self.lm_head = nn.Linear(3, 5, bias=False)
-                self.wte.weight = self.lm_head.weight
-        sorted(Tied().state_dict().keys())""", ("lm_head.weight", "wte.weight")),
+    I("weight-tying-counted-once", NM, TIED + "\nt = Tied()\n"
+      "(t.wte.weight is t.lm_head.weight, sum(p.numel() for p in t.parameters()))", (True, 15)),
+    I("weight-tying-state-dict-names", NM, TIED + "\nsorted(Tied().state_dict().keys())",
+      ("lm_head.weight", "wte.weight")),
     I("apply-init", NM, """
         def _init_weights(module):
             if isinstance(module, nn.Linear):

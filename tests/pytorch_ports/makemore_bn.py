@@ -1,8 +1,8 @@
 """
 makemore part 3, "Activations & Gradients, BatchNorm": the notebook's "PyTorch-ifying" cells (its own Linear,
 BatchNorm1d and Tanh, the deep MLP, the update-to-data ratios, the activation and gradient statistics, the split
-losses and the sampler) with only the imports changed (torch -> tensorlite), plotting left out. Reads
-`names.txt` from the working directory, as the notebook does.
+losses and the sampler) with only the imports changed (torch -> tensorlite), plotting left out. The data cells
+the notebook shares with parts 2 and 4 are makemore_data.py.
 
 Written out after Andrej Karpathy's nn-zero-to-hero (https://github.com/karpathy/nn-zero-to-hero,
 lectures/makemore/makemore_part3_bn.ipynb, MIT License). The notebook stops its training loop after 1000 steps
@@ -11,44 +11,7 @@ while debugging; here after `max_debug_steps` (small), and the hidden layers get
 import tensorlite as torch
 import tensorlite.functional as F
 
-# read in all the words
-words = open('names.txt', 'r').read().splitlines()
-
-# build the vocabulary of characters and mappings to/from integers
-chars = sorted(list(set(''.join(words))))
-stoi = {s:i+1 for i,s in enumerate(chars)}
-stoi['.'] = 0
-itos = {i:s for s,i in stoi.items()}
-vocab_size = len(itos)
-
-# build the dataset
-block_size = 3 # context length: how many characters do we take to predict the next one?
-
-def build_dataset(words):
-  X, Y = [], []
-
-  for w in words:
-    context = [0] * block_size
-    for ch in w + '.':
-      ix = stoi[ch]
-      X.append(context)
-      Y.append(ix)
-      context = context[1:] + [ix] # crop and append
-
-  X = torch.tensor(X)
-  Y = torch.tensor(Y)
-  print(X.shape, Y.shape)
-  return X, Y
-
-import random
-random.seed(42)
-random.shuffle(words)
-n1 = int(0.8*len(words))
-n2 = int(0.9*len(words))
-
-Xtr,  Ytr  = build_dataset(words[:n1])     # 80%
-Xdev, Ydev = build_dataset(words[n1:n2])   # 10%
-Xte,  Yte  = build_dataset(words[n2:])     # 10%
+from makemore_data import itos, vocab_size, block_size, Xtr, Ytr, Xdev, Ydev, Xte, Yte
 
 # Let's train a deeper network
 # The classes we create here are the same API as nn.Module in PyTorch
