@@ -77,7 +77,7 @@ def run(idiom, framework):
     tree = ast.parse(idiom.code)
     *body, last = tree.body
     if not isinstance(last, ast.Expr):       # a statement: run it too; the result is None
-        body, last = tree.body, ast.Expr(ast.Constant(None))
+        body, last = tree.body, ast.parse("None").body[0]
     ns = namespace(framework)
     exec(compile(ast.Module(body, type_ignores=[]), f"<idiom {idiom.id}>", "exec"), ns)
     return eval(compile(ast.Expression(last.value), f"<idiom {idiom.id}>", "eval"), ns)
