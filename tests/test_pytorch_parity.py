@@ -111,10 +111,12 @@ def test_nanogpt_same_weights_same_logits_loss_gradients_and_step(both, monkeypa
     their_params = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
         assert np.allclose(ports.as_array(p.grad), their_params[name].grad.numpy(), rtol=1e-4, atol=1e-6), name
+    lr = 1e-3
     for model in (ours, theirs):
-        model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu").step()
-    for name, p in ours.named_parameters():
-        assert np.allclose(ports.as_array(p), their_params[name].detach().numpy(), rtol=1e-4, atol=1e-6), name
+        model.configure_optimizers(0.1, lr, (0.9, 0.95), "cpu").step()
+    for name, p in ours.named_parameters():   # Adam's first step is about lr * sign(g): float32 roundoff can move
+        #                                       it where g is near 0, by a small part of lr
+        assert np.allclose(ports.as_array(p), their_params[name].detach().numpy(), rtol=0, atol=0.05 * lr), name
 
 
 def test_nanogpt_same_greedy_generation_without_biases(both, monkeypatch):

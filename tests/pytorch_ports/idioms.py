@@ -674,6 +674,19 @@ IDIOMS = [
       (True, True)),
     I("uniform-method", NM, "x = torch.zeros(100)\nx.uniform_(-1, 1)\n(x.min().item() >= -1, x.max().item() <= 1)",
       (True, True)),
+    I("in-place-in-the-graph", M4, """
+        counts = torch.tensor([[1., 2.]], requires_grad=True).exp()
+        dcounts = counts * 2
+        dcounts += torch.ones_like(counts)
+        dcounts""", T([[2 * math.e + 1, 2 * math.exp(2) + 1]])),
+    I("in-place-on-a-saved-output-until-backward", M4, """
+        logits = torch.tensor([[1., 2.], [3., 4.]], requires_grad=True)
+        n = 2
+        dlogits = F.softmax(logits, 1)
+        dlogits[range(n), torch.tensor([1, 0])] -= 1
+        dlogits /= n
+        dlogits""", T([[0.5 / (1 + math.e), -0.5 / (1 + math.e)], [-0.5 * math.e / (1 + math.e),
+                                                                      0.5 * math.e / (1 + math.e)]])),
     I("in-place-on-saved-tensor-is-caught", "issue 20 (PyTorch's rule)", """
         a = torch.ones(3, requires_grad=True)
         b = a * 2
