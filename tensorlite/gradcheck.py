@@ -26,8 +26,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
     """Check backward of `fn(*inputs)` against central differences in float64.
 
     Returns True, or raises GradcheckError naming the input, the worst element and both values there.
-    Inputs that require grad must be float64 (in lower precision the differences are noise). An input computed by
-    other ops (`x.double()`) is checked as a leaf of its own: its gradient is fn's, whatever made it.
+    Inputs that require grad must be float64 (in lower precision the differences are noise).
     """
     inputs = list(inputs)
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
@@ -36,8 +35,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
     for i in checked:
         if inputs[i].dtype != np.float64:
             raise TypeError(f"gradcheck: input {i} has dtype {inputs[i].dtype}; use float64 (e.g. .double())")
-        if not inputs[i].is_leaf:       # backward keeps gradients on leaves only
-            inputs[i] = inputs[i].detach().requires_grad_()
         inputs[i].grad = None
     with no_grad():
         out, _ = _loss(fn, inputs, 1.0)
