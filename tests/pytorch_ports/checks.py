@@ -46,17 +46,19 @@ def check_bigram(out):
     assert len(sample) == 201 + 1                      # the context's first character, 200 new, print's newline
 
 
-def ratio(update, data):
-    """log10 of std(lr * grad) / std(data), both Bessel-corrected as PyTorch's std is."""
-    return math.log10(np.std(update, ddof=1) / np.std(data, ddof=1))
+def ratio(p, lr):
+    """log10 of (lr * p.grad).std() / p.data.std(): a Tensor's std is Bessel-corrected, as PyTorch's; tensorlite's
+    p.data is a NumPy array, whose std divides by n (docs/coming_from_pytorch.md)."""
+    as_array = lambda t: np.array(t.tolist(), dtype=np.float64)   # noqa: E731 (either framework's tensor)
+    data_ddof = 0 if isinstance(p.data, np.ndarray) else 1
+    return math.log10(np.std(lr * as_array(p.grad), ddof=1) / np.std(as_array(p.data), ddof=data_ddof))
 
 
 def check_batchnorm(out, module):
     """The update-to-data ratios are what the formula says, the statistics print, and the loss falls."""
-    as_array = lambda t: np.array(t.tolist(), dtype=np.float64)   # noqa: E731 (either framework's tensor)
     assert len(module.ud) == module.max_debug_steps + 1
     assert all(len(row) == len(module.parameters) and all(math.isfinite(v) for v in row) for row in module.ud)
-    expected = [ratio(module.lr * as_array(p.grad), as_array(p.data)) for p in module.parameters]
+    expected = [ratio(p, module.lr) for p in module.parameters]
     assert np.allclose(module.ud[-1], expected, atol=1e-4), (module.ud[-1], expected)
     assert len(re.findall(r"^layer \d+ \(      Tanh\): mean [+-]\d\.\d\d, std \d\.\d\d, saturated: \d+\.\d\d%$",
                           out, re.M)) == 5

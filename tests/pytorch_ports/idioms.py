@@ -638,7 +638,9 @@ IDIOMS = [
         lr = 0.1
         with torch.no_grad():
             ud = ((lr*p.grad).std() / p.data.std()).log10().item()
-        ud""", math.log10(0.1 * np.std([1, 0, 2, 0, 3, 1], ddof=1) / np.std([1, 2, 3, 4, 5, 6], ddof=1))),
+        ud""", math.log10(0.1 * np.std([1, 0, 2, 0, 3, 1], ddof=1) / np.std([1, 2, 3, 4, 5, 6], ddof=1)),
+      differs=".data is the backend array: its std() is NumPy's, dividing by n, not n - 1",
+      tensorlite=math.log10(0.1 * np.std([1, 0, 2, 0, 3, 1], ddof=1) / np.std([1, 2, 3, 4, 5, 6], ddof=0))),
 
     # --- in place
     I("no-grad-scale-keeps-parameter", M3, """
