@@ -94,7 +94,7 @@ def windowed_attention(start, kept):
         T = q.shape[-2]
         mask = tl.tensor(F.causal_mask(q.xp, T - start, T, q.dtype))              # (W, T): query i is position start+i
         scores = (q[:, :, start:] @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1])) + mask  # (B, H, W, T)
-        probs = F.softmax(scores)
+        probs = F.softmax(scores, dim=-1)
         out = probs @ v                                                            # (B, H, W, D)
         kept.append((scores.retain_grad(), probs.retain_grad(), out))
         if start == 0:

@@ -67,7 +67,7 @@ def reference(model, ids, t, y):
         logits, _ = model(tl.tensor([ids]))
         targets = np.full(len(ids), -1)
         targets[t] = y
-        F.cross_entropy(logits[0], tl.tensor(targets), reduction="sum").backward()
+        F.cross_entropy(logits[0], tl.tensor(targets), ignore_index=-1, reduction="sum").backward()
     finally:
         for block in model.transformer.h:
             del block.attn.attend, block.forward

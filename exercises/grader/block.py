@@ -26,12 +26,12 @@ EXACT, APPROXIMATE, WRONG, MISSING = "exact", "approximate", "wrong", "missing"
 
 
 def layer_norm_with_stats(x, weight, bias, name, cache):
-    """F.layer_norm(x, weight, bias), and its xhat and rstd (what its backward needs) into cache."""
+    """F.layer_norm(x, (C,), weight, bias), and its xhat and rstd (what its backward needs) into cache."""
     data = x.data
     centred = data - data.mean(axis=-1, keepdims=True)
     rstd = 1 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + 1e-5)
     cache[f"{name}_xhat"], cache[f"{name}_rstd"] = (centred * rstd).astype(data.dtype), rstd.astype(data.dtype)
-    return F.layer_norm(x, weight, bias)
+    return F.layer_norm(x, x.shape[-1:], weight, bias)
 
 
 def block_forward(x, params, n_head):
@@ -51,7 +51,7 @@ def block_forward(x, params, n_head):
     t["x1"] = x + t["attn_out"]
     t["ln2"] = layer_norm_with_stats(t["x1"], p["ln_2.weight"], p["ln_2.bias"], "ln2", stats)
     t["fc"] = F.linear(t["ln2"], p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])
-    t["act"] = F.gelu(t["fc"])
+    t["act"] = F.gelu(t["fc"], approximate="tanh")
     t["mlp_out"] = F.linear(t["act"], p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])
     t["out"] = t["x1"] + t["mlp_out"]
     return t, stats
