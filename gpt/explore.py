@@ -247,7 +247,7 @@ def explore(model, tokenizer, prompt, window=DEFAULT_WINDOW, top_k=DEFAULT_TOP_K
 
     def forward_view(logits, kept):        # the first pass's first copy: what the forward panels show
         with tl.no_grad():
-            seen["logprobs"] = F.log_softmax(tl.tensor(logits.data[0])).numpy()           # (T, V)
+            seen["logprobs"] = F.log_softmax(tl.tensor(logits.data[0]), dim=-1).numpy()           # (T, V)
         seen["attention"] = np.stack([with_earlier_column(tl.tensor(p.data[0]).numpy(), start)
                                       for _, p, _ in kept["attention"]])
         ranked = np.argsort(-seen["logprobs"][start:], axis=-1, kind="stable")[:, :top_k + 1]   # (W, k + 1)
@@ -331,10 +331,10 @@ def _backward(model, ids, start, n_jobs, first_pass, progress):
             _, probs, out = kept["attention"][0]
             functions.update(softmax=type(probs.creator), matmul=type(out.creator), loss=type(loss.creator))
             loss.backward()
-        dS = np.stack([tl.tensor(s.grad).numpy() for s, _, _ in kept["attention"]], 1)   # (N, L, H, W, T)
-        dP = np.stack([tl.tensor(p.grad).numpy() for _, p, _ in kept["attention"]], 1)
-        residual = np.stack([position_norms(tl.tensor(b.grad).numpy(), start) for b in kept["blocks"]], 1)
-        saliency = position_norms(tl.tensor(kept["embedding"][0].grad).numpy(), start)
+        dS = np.stack([s.grad.numpy() for s, _, _ in kept["attention"]], 1)   # (N, L, H, W, T)
+        dP = np.stack([p.grad.numpy() for _, p, _ in kept["attention"]], 1)
+        residual = np.stack([position_norms(b.grad.numpy(), start) for b in kept["blocks"]], 1)
+        saliency = position_norms(kept["embedding"][0].grad.numpy(), start)
         for n, job in enumerate(batch):
             results[job] = (with_earlier_column(dP[n], start), with_earlier_column(dS[n], start), residual[n],
                             saliency[n])

@@ -76,8 +76,8 @@ def reference(model, ids, t, y):
             p.grad = None
     layers = []
     for (q, k, v), out in seen["attn"]:
-        grads = dict(dQ=q.grad[0], dK=k.grad[0], dV=v.grad[0])                  # the single Function's backward
-        q, k, v, d_out = (x.astype(np.float64) for x in (q.data[0], k.data[0], v.data[0], out.grad[0]))
+        grads = dict(dQ=q.grad.data[0], dK=k.grad.data[0], dV=v.grad.data[0])                  # the single Function's backward
+        q, k, v, d_out = (x.astype(np.float64) for x in (q.data[0], k.data[0], v.data[0], out.grad.data[0]))
         T, D = q.shape[-2:]
         s = q @ np.swapaxes(k, -1, -2) / math.sqrt(D) + np.triu(np.full((T, T), -np.inf), 1)
         p = np.exp(s - s.max(-1, keepdims=True))
@@ -85,7 +85,7 @@ def reference(model, ids, t, y):
         dp = d_out @ np.swapaxes(v, -1, -2)                                     # (6) dP = dO V^T
         ds = p * (dp - (dp * p).sum(-1, keepdims=True))                          # (6) dS = P * (dP - rowsum(dP * P))
         layers.append(dict(P=p, dP=dp, dS=ds, q=q, k=k, dO=d_out, **grads))
-    norms = lambda x: np.linalg.norm(x.grad[0].astype(np.float64), axis=-1)   # noqa: E731
+    norms = lambda x: np.linalg.norm(x.grad.data[0].astype(np.float64), axis=-1)   # noqa: E731
     return layers, [norms(out) for _, out in seen["blocks"]], norms(seen["tok"][0][1])
 
 
