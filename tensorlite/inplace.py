@@ -236,20 +236,19 @@ def masked_fill_(t, mask, value):
 
 
 def _fill_random(t, name, draw):
-    """t's values become draw(generator, dtype, shape) * scale + shift, from the framework's generator."""
+    """t's values become draw(shape, dtype, device): samples from tensorlite/random.py's normal or uniform."""
     if t.dtype.kind != "f":
         raise TypeError(f"{name} fills floating tensors, got dtype {t.dtype}")
-    dtype = t.dtype if t.dtype in (np.float32, np.float64) else np.dtype(np.float32)   # what generators draw
-    return _write(t, name, Ellipsis, (), Tensor(draw(random.rng(t.device), dtype.type).astype(t.dtype, copy=False)))
+    return _write(t, name, Ellipsis, (), Tensor(draw(t.shape, t.dtype, t.device)))
 
 
-def normal_(t, mean=0.0, std=1.0):
-    """Fill with N(mean, std^2) samples (seeded by tl.manual_seed)."""
-    return _fill_random(t, "normal_", lambda rng, dtype: rng.standard_normal(t.shape, dtype=dtype) * dtype(std) +
-                        dtype(mean))
+def normal_(t, mean=0.0, std=1.0, *, generator=None):
+    """Fill with N(mean, std^2) samples (from `generator`, else the framework's, seeded by tl.manual_seed)."""
+    return _fill_random(t, "normal_", lambda shape, dtype, device:
+                        random.normal(shape, mean, std, dtype, device, generator))
 
 
-def uniform_(t, a=0.0, b=1.0):
-    """Fill with U(a, b) samples (seeded by tl.manual_seed)."""
-    return _fill_random(t, "uniform_", lambda rng, dtype: rng.random(t.shape, dtype=dtype) * dtype(b - a) +
-                        dtype(a))
+def uniform_(t, a=0.0, b=1.0, *, generator=None):
+    """Fill with U(a, b) samples (from `generator`, else the framework's, seeded by tl.manual_seed)."""
+    return _fill_random(t, "uniform_", lambda shape, dtype, device:
+                        random.uniform(shape, a, b, dtype, device, generator))

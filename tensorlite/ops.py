@@ -20,7 +20,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Function
-from .tensor import Tensor
+from .tensor import DEFAULT_DTYPE, Tensor
 
 
 def as_tensor(x, like):
@@ -125,7 +125,11 @@ class DivFunction(Function):
 
 
 def div(a, b):
-    return _binary(DivFunction, a, b)
+    """a / b, true division: integer operands give the default floating dtype, as in PyTorch (NumPy: float64)."""
+    a, b = _operands(a, b)
+    if a.data.dtype.kind != "f":   # _operands made both floating if either was
+        a, b = (Tensor(t.data.astype(DEFAULT_DTYPE)) for t in (a, b))
+    return DivFunction.apply(a, b)
 
 
 class PowFunction(Function):
@@ -707,7 +711,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     start, end = check_dim(start_dim, x.ndim), check_dim(end_dim, x.ndim)
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
-    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
+    return reshape(x, x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])   # 0 sizes too
 
 
 def unsqueeze(x, dim):

@@ -120,7 +120,7 @@ def test_grad_accum_equals_one_big_batch(tmp_path):
     grads = {}
     for trainer in (big, small):
         def step_recording_grads(trainer=trainer, step=trainer.optimizer.step):
-            grads[trainer] = [p.grad.copy() for p in trainer.model.parameters()]
+            grads[trainer] = [p.grad.numpy().copy() for p in trainer.model.parameters()]
             step()
         trainer.optimizer.step = step_recording_grads
     big.step()

@@ -11,12 +11,16 @@ import numbers
 import warnings
 
 from .. import random
+from ..autograd import no_grad
+from ..tensor import Tensor
 
 
 def _fill(tensor, values):
-    """tensor's array overwritten with values (an array or a number), in place; returns the tensor."""
-    tensor.data[...] = values
-    return tensor
+    """tensor's values overwritten with values (an array or a number) in place, outside the graph as PyTorch's
+    init functions are (under no_grad), through Tensor.copy_: its version moves on, so a graph that saved the old
+    values fails at backward instead of using the new ones. Returns the tensor."""
+    with no_grad():
+        return tensor.copy_(values if isinstance(values, numbers.Number) else Tensor(values))
 
 
 def _check_floating(tensor, name):

@@ -6,7 +6,6 @@ import numpy as np
 
 from .. import random
 from .. import functional as F
-from ..ops import check_dim
 from .module import Module, Parameter
 
 
@@ -202,11 +201,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        start, end = check_dim(self.start_dim, x.ndim), check_dim(self.end_dim, x.ndim)
-        if start > end:
-            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for a "
-                             f"tensor of shape {x.shape}")
-        return x.reshape(x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
+        return x.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

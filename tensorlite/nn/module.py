@@ -96,12 +96,13 @@ class Module:
         fn(self)
         return self
 
-    def named_parameters(self):
-        """(dotted name, Parameter) pairs; a shared (tied) parameter appears once, under its first name."""
+    def named_parameters(self, remove_duplicate=True):
+        """(dotted name, Parameter) pairs; a shared (tied) parameter appears once, under its first name (under each
+        of its names with remove_duplicate=False, as PyTorch's)."""
         seen = set()
         for prefix, module in self.named_modules():
             for name, p in module._parameters.items():
-                if id(p) not in seen:
+                if not (remove_duplicate and id(p) in seen):
                     seen.add(id(p))
                     yield (f"{prefix}.{name}" if prefix else name), p
 
@@ -164,7 +165,9 @@ class Module:
 
     # ----- saving and loading
     def state_dict(self):
-        """Name -> NumPy array copy of every parameter and persistent buffer."""
+        """Name -> NumPy array copy of every parameter and persistent buffer. A tied parameter is listed once,
+        under its first name (PyTorch lists it under each): each entry is a copy, so a second name would double
+        the tied matrix in every checkpoint. load_state_dict accepts it under any of its names."""
         entries = list(self.named_parameters()) + list(self._named_persistent_buffers())
         return OrderedDict((name, backend.to_numpy(t.data).copy()) for name, t in entries)
 
@@ -175,11 +178,15 @@ class Module:
         Shape mismatches are always errors; missing or unexpected keys are errors when strict.
         Returns (missing_keys, unexpected_keys)."""
         own = OrderedDict(list(self.named_parameters()) + list(self._named_persistent_buffers()))
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        names_of = {}   # id(tensor) -> every name it goes by (a tied parameter has several)
+        for name, t in list(self.named_parameters(remove_duplicate=False)) + list(own.items()):
+            names_of.setdefault(id(t), []).append(name)
+        by_name = {name: t for name, t in self.named_parameters(remove_duplicate=False)} | own
+        missing = [k for k, t in own.items() if not any(n in state_dict for n in names_of[id(t)])]
+        unexpected = [k for k in state_dict if k not in by_name]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        for name, tensor in own.items():
+        for name, tensor in by_name.items():
             if name not in state_dict:
                 continue
             value = state_dict[name]

@@ -29,4 +29,4 @@ def zero_grads(parameters, set_to_none=True):
         if set_to_none:
             p.grad = None
         elif p.grad is not None:
-            p.grad[...] = 0     # the raw gradient array today; once .grad is a Tensor, `p.grad.zero_()`
+            p.grad.zero_()
