@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from . import backend
-from .autograd import Function
+from .autograd import Function, is_grad_enabled
 from .tensor import DEFAULT_DTYPE, Tensor
 
 
@@ -1053,6 +1053,49 @@ def gt(a, b):
 
 def ge(a, b):
     return Tensor(_raw(a) >= _raw(b))
+
+
+def _no_gradient(op, *operands):
+    """The raw arrays of operators that have no gradient (integer and logical arithmetic); a clear error where
+    one would be needed, never a gradient silently dropped."""
+    if is_grad_enabled() and builtins.any(isinstance(x, Tensor) and x.requires_grad for x in operands):
+        raise RuntimeError(f"{op} has no gradient in tensorlite: apply it to tensors that do not require grad "
+                           "(under no_grad, or to .detach())")
+    return tuple(_raw(x) for x in operands)
+
+
+def floor_divide(a, b):
+    """a // b, rounded down (as torch.floor_divide and Python's //)."""
+    a, b = _no_gradient("//", a, b)
+    return Tensor(a // b)
+
+
+def remainder(a, b):
+    """a % b with the sign of b (as torch.remainder and Python's %)."""
+    a, b = _no_gradient("%", a, b)
+    return Tensor(a % b)
+
+
+def logical_and(a, b):
+    """a & b: elementwise and of booleans (bitwise for integers), as PyTorch's operator."""
+    a, b = _no_gradient("&", a, b)
+    return Tensor(a & b)
+
+
+def logical_or(a, b):
+    a, b = _no_gradient("|", a, b)
+    return Tensor(a | b)
+
+
+def logical_xor(a, b):
+    a, b = _no_gradient("^", a, b)
+    return Tensor(a ^ b)
+
+
+def logical_not(x):
+    """~x: not, for booleans (bitwise not for integers), as PyTorch's operator."""
+    x, = _no_gradient("~", x)
+    return Tensor(~x)
 
 
 # ----------------------------------------------------------------------------- triangles

@@ -279,6 +279,11 @@ class Tensor:
     def __rmul__(self, other): return ops.mul(other, self)
     def __rtruediv__(self, other): return ops.div(other, self)
     def __rpow__(self, other): return ops.pow(other, self)
+    def __rfloordiv__(self, other): return ops.floor_divide(other, self)
+    def __rmod__(self, other): return ops.remainder(other, self)
+    def __rand__(self, other): return ops.logical_and(other, self)
+    def __ror__(self, other): return ops.logical_or(other, self)
+    def __rxor__(self, other): return ops.logical_xor(other, self)
     def __rmatmul__(self, other): return ops.matmul(ops.as_tensor(other, self), self)
 
     def __hash__(self):  # comparisons return tensors, so identity is the hash
@@ -306,6 +311,8 @@ for _method, _function in {
         "__add__": ops.add, "__sub__": ops.sub, "__mul__": ops.mul, "__truediv__": ops.div, "__pow__": ops.pow,
         "__matmul__": ops.matmul, "__neg__": ops.neg, "__abs__": ops.abs, "__getitem__": ops.getitem, "__eq__": ops.eq,
         "__ne__": ops.ne, "__lt__": ops.lt, "__le__": ops.le, "__gt__": ops.gt, "__ge__": ops.ge,
+        "__floordiv__": ops.floor_divide, "__mod__": ops.remainder, "__and__": ops.logical_and,
+        "__or__": ops.logical_or, "__xor__": ops.logical_xor, "__invert__": ops.logical_not,
         "exp": ops.exp, "log": ops.log, "log2": ops.log2, "log10": ops.log10, "sqrt": ops.sqrt, "tanh": ops.tanh,
         "sigmoid": ops.sigmoid, "relu": ops.relu, "abs": ops.abs, "clamp": ops.clamp, "clip": ops.clip,
         "clone": ops.clone, "maximum": ops.maximum, "minimum": ops.minimum, "masked_fill": ops.masked_fill,

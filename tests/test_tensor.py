@@ -270,3 +270,20 @@ def test_an_integer_operand_takes_the_floating_dtype_as_in_pytorch():
     x = tl.ones(2, requires_grad=True)
     (tl.tensor([1, 2]) * x).sum().backward()
     assert x.grad.tolist() == [1, 2] and x.grad.dtype == np.float32
+
+
+def test_integer_and_logical_operators_as_pytorch_documents():
+    """%, //, &, |, ^, ~ as torch.remainder, floor_divide and the logical ops give them; none has a gradient, so
+    one that would need it is a clear error instead of a gradient silently dropped."""
+    a = tl.tensor([-3, -1, 0, 2, 7])
+    assert (a % 3).tolist() == [0, 2, 0, 2, 1] and (a // 2).tolist() == [-2, -1, 0, 1, 3]   # the sign of b
+    assert (7 % tl.tensor([2, 3])).tolist() == [1, 1] and (7 // tl.tensor([2, 3])).tolist() == [3, 2]
+    mask = (a > -2) & (a < 5)
+    assert mask.dtype == tl.bool and mask.tolist() == [False, True, True, True, False]
+    assert ((a < -2) | (a > 5)).tolist() == [True, False, False, False, True]
+    assert (~mask).tolist() == [True, False, False, False, True] and (mask ^ (a > 0)).tolist() == [0, 1, 1, 0, 1]
+    x = tl.randn(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="% has no gradient in tensorlite"):
+        x % 2
+    with tl.no_grad():
+        assert (x % 2).shape == (3,)
