@@ -40,6 +40,10 @@ class CharTokenizer:
         return cls(set(text))
 
     def encode(self, text):
+        try:
+            return [self.stoi[ch] for ch in text]   # a training text has only its own characters: the fast way
+        except KeyError:
+            pass
         ids = []
         for ch in text:
             if ch in self.stoi:
@@ -207,10 +211,16 @@ class TextDataset:
         n = (len(data) - 1) // T
         return data[:n * T].reshape(n, T), data[1:n * T + 1].reshape(n, T)
 
+    def random_windows(self, split, batch_size, rng, n_batches=1):
+        """x, y: (n_batches * B, T) int64 arrays of random windows, y shifted one position to the right of x, drawn
+        batch by batch as get_batch draws them: the same rows from the same generator."""
+        data = self.splits[split]
+        starts = np.concatenate([rng.integers(0, len(data) - self.block_size, size=batch_size)
+                                 for _ in range(n_batches)])
+        tokens = data[starts[:, None] + np.arange(self.block_size + 1)]   # (n_batches * B, T + 1)
+        return tokens[:, :-1], tokens[:, 1:]
+
     def get_batch(self, split, batch_size, rng, device="cpu"):
         """x, y: (B, T) int64 Tensors on device, y shifted one position to the right of x."""
-        data = self.splits[split]
-        starts = rng.integers(0, len(data) - self.block_size, size=batch_size)
-        window = starts[:, None] + np.arange(self.block_size + 1)        # (B, T + 1)
-        tokens = data[window]
-        return tl.tensor(tokens[:, :-1], device=device), tl.tensor(tokens[:, 1:], device=device)
+        x, y = self.random_windows(split, batch_size, rng)
+        return tl.tensor(x, device=device), tl.tensor(y, device=device)

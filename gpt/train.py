@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 import tensorlite as tl
+import tensorlite.functional as F
 from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
 from tensorlite.parallel import ShardedStep, WorkerDied, shards_for
@@ -29,6 +30,9 @@ from .model import GPT, POS_ENCODINGS, GPTConfig
 from .ngram import metrics
 from .outdir import OutDir, SaveError
 from .presets import DEVICE_PRESETS, MODEL_KEYS, PRESETS, PRETRAINED_PRESET, PRETRAINED_SHAPE
+
+
+EVAL_CALL_ELEMENTS = 2 ** 25   # the widest activation an evaluation pass may hold: 128 MiB of float32
 
 
 class TrainingDiverged(RuntimeError):
@@ -147,27 +151,47 @@ def lr_at(cfg, it):
     return tl.optim.warmup_cosine_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters)
 
 
-@tl.no_grad()
-def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=None, seed=0):
-    """Mean loss over eval_iters random batches, in nats, with perplexity (e^loss) and bits per token (loss/ln 2);
-    eval_iters=None scores the whole split once instead (`TextDataset.windows`, batch_size windows at a time).
-    The batches go to the model's device unless `device` says otherwise."""
+def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=None, seed=0, sharded=None):
+    """Mean loss over eval_iters random batches of batch_size windows, in nats, with perplexity (e^loss) and bits
+    per token (loss/ln 2); eval_iters=None scores the whole split once instead (`TextDataset.windows`).
+
+    The windows are those the batches would hold, but they are scored in as few forward passes as memory allows
+    (`rows_per_eval_call`), each spread over the processes of `sharded` (a ShardedStep of the model: the
+    trainer's), and the loss is the float64 mean of every position's: the mean of the batches' means, whatever the
+    passes and the shards. The windows go to the model's device unless `device` says otherwise."""
     device = device or model.parameters()[0].device
-    was_training = model.training
-    model.eval()
     if eval_iters is None:
         x, y = dataset.windows(split)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            bx, by = (tl.tensor(a[i:i + batch_size], device=device) for a in (x, y))
-            total += model(bx, by)[1].item() * bx.shape[0]   # a batch's mean, weighted by its windows
-        loss = total / len(x)
     else:
-        rng = np.random.default_rng(seed)
-        loss = np.mean([model(*dataset.get_batch(split, batch_size, rng, device))[1].item()
-                        for _ in range(eval_iters)])
-    model.train(was_training)
-    return metrics(float(loss))
+        x, y = dataset.random_windows(split, batch_size, np.random.default_rng(seed), n_batches=eval_iters)
+    if sharded is None:
+        sharded = ShardedStep(model, 1)
+    elif sharded.module is not model:   # it would score its own module: a silently wrong result
+        raise ValueError("evaluate: `sharded` is a ShardedStep of another module than `model`")
+    step = rows_per_eval_call(model.config, batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        losses = [sharded.map(token_losses, *(tl.tensor(a[i:i + step], device=device) for a in (x, y)))
+                  for i in range(0, len(x), step)]
+    finally:
+        model.train(was_training)
+    return metrics(float(np.mean(np.concatenate(losses), dtype=np.float64)))
+
+
+def rows_per_eval_call(config, batch_size):
+    """Windows per evaluation forward pass: as many as keep its widest activation (the MLP's 4·n_embd, the
+    logits' vocabulary or the attention scores' n_head·block_size per position) under EVAL_CALL_ELEMENTS, and
+    never fewer than a training batch (whose forward and backward fit already)."""
+    widest = config.block_size * max(4 * config.n_embd, config.vocab_size, config.n_head * config.block_size)
+    return max(batch_size, EVAL_CALL_ELEMENTS // widest)
+
+
+def token_losses(model, x, y):
+    """The cross-entropy at every position of (B, T) windows, (B*T,): what evaluation averages (module-level, so
+    that tensorlite.parallel can send it to its worker processes)."""
+    logits, _ = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
 
 
 def from_pretrained(cfg):
@@ -341,8 +365,8 @@ class Trainer:
         batches)."""
         cfg = self.cfg
         seed = cfg.seed * 1_000_003 + self.iter_num
-        return {split: evaluate(self.model, self.dataset, split, cfg.eval_iters, cfg.batch_size, cfg.device, seed)
-                for split in ("train", "val")}
+        return {split: evaluate(self.model, self.dataset, split, cfg.eval_iters, cfg.batch_size, cfg.device, seed,
+                                self.sharded) for split in ("train", "val")}
 
     def log(self, record):
         with self._writing(self.out.log_path):

@@ -7,7 +7,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from gpt import GPT, BPETokenizer, OutDirError, SaveError, TrainConfig, Trainer, TrainingDiverged
+from gpt import GPT, BPETokenizer, OutDirError, SaveError, TrainConfig, Trainer, TrainingDiverged, evaluate
 from gpt.checkpoint import CHECKPOINT, META_KEY, CheckpointError, load_checkpoint, save_checkpoint
 from gpt.data import ByteFallbackCharTokenizer
 from gpt.config import ConfigError
@@ -403,3 +403,27 @@ def test_a_format_1_checkpoint_resumes_with_its_byte_fallback_vocabulary(tmp_pat
     resumed = Trainer(TrainConfig.resumed(out_dir=cfg.out_dir, max_iters=4), resume=True)
     assert isinstance(resumed.tokenizer, ByteFallbackCharTokenizer) and resumed.model.config.vocab_size == 256
     assert resumed.run(progress=False)["status"] == "finished"
+
+
+def test_evaluation_scores_the_batches_windows_in_few_passes_on_every_shard(tmp_path):
+    """The estimate is the mean of eval_iters random batches' means (the same windows, drawn as get_batch draws
+    them), computed in as few passes as fit and spread over the trainer's shards: the same float64 mean of every
+    position's loss, bit for bit, whatever the shard count."""
+    estimates = []
+    for shards in (1, 2, 3):
+        trainer = Trainer(config(tmp_path, f"eval{shards}", cpu_shards=shards, eval_iters=5))
+        calls, passes = [], trainer.sharded.map
+
+        def counted(fn, *batch):
+            calls.append(len(batch[0]))
+            return passes(fn, *batch)
+        trainer.sharded.map = counted
+        estimates.append(trainer.estimate_loss())
+        assert calls == [5 * 4, 5 * 4]                             # one pass per split: 5 batches of 4 windows
+    assert estimates[0] == estimates[1] == estimates[2]
+    rng = np.random.default_rng(trainer.cfg.seed * 1_000_003)     # what estimate_loss seeds at iteration 0
+    trainer.model.eval()
+    by_batches = np.mean([trainer.model(*trainer.dataset.get_batch("train", 4, rng))[1].item() for _ in range(5)])
+    assert estimates[0]["train"]["loss"] == pytest.approx(by_batches, rel=1e-6)
+    with pytest.raises(ValueError, match="`sharded` is a ShardedStep of another module"):
+        evaluate(GPT(trainer.model.config), trainer.dataset, sharded=trainer.sharded)
