@@ -178,26 +178,31 @@ def preset_config(name, vocab_size=None):
 
 
 def end_to_end_runs(args, scratch):
-    """(label, command) of the two runs --end-to-end times: the README's command and torch_train.py, with the
-    same preset, iterations and device."""
+    """(label, command, checkout) of the runs --end-to-end times: the README's command (also in the checkout
+    --also-root, if given) and torch_train.py, with the same preset, iterations and device."""
     sys.path.insert(0, ROOT)
     from dataclasses import asdict
 
     from gpt import TrainConfig
     n = args.end_to_end
     cfg = TrainConfig.from_preset(args.preset, device=args.device, max_iters=n, lr_decay_iters=n)
-    tensorlite = [sys.executable, os.path.join(ROOT, "examples", "train_char_gpt.py"), "--preset", args.preset,
-                  "--device", args.device, "--max-iters", str(n), "--out-dir", os.path.join(scratch, "tensorlite"),
-                  "--overwrite"]
+
+    def readme_command(root, name):
+        return [sys.executable, os.path.join(root, "examples", "train_char_gpt.py"), "--preset", args.preset,
+                "--device", args.device, "--max-iters", str(n), "--out-dir", os.path.join(scratch, name),
+                "--overwrite"]
     torch = [sys.executable, os.path.join(HERE, "torch_train.py"), "--out-dir", os.path.join(scratch, "torch"),
              "--config", json.dumps(asdict(cfg))]
-    return [("tensorlite (the README command)", tensorlite), ("pytorch (nanoGPT's loop)", torch)]
+    runs = [("tensorlite (the README command)", readme_command(ROOT, "tensorlite"), ROOT)]
+    if args.also_root:
+        runs.append((f"tensorlite at {args.also_root}", readme_command(args.also_root, "also"), args.also_root))
+    return runs + [("pytorch (nanoGPT's loop)", torch, ROOT)]
 
 
-def time_end_to_end(label, cmd):
+def time_end_to_end(label, cmd, root):
     """Wall seconds of one run from its start to its exit, with its final val loss; None if it failed."""
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         print(f"[{label}] failed:\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -207,15 +212,15 @@ def time_end_to_end(label, cmd):
 
 
 def end_to_end(args, has_torch):
-    runs = [(label, cmd) for label, cmd in end_to_end_runs(args, tempfile.mkdtemp(prefix="bench-e2e-"))
-            if has_torch or label.startswith("tensorlite")]
+    runs = [run for run in end_to_end_runs(args, tempfile.mkdtemp(prefix="bench-e2e-"))
+            if has_torch or run[0].startswith("tensorlite")]
     if not has_torch:
         print("PyTorch is not importable: timing tensorlite alone")
     walls, best, failed, interrupted = {}, {}, set(), False
     try:
         for _ in range(args.rounds):
-            for label, cmd in runs:
-                r = time_end_to_end(label, cmd)
+            for label, cmd, root in runs:
+                r = time_end_to_end(label, cmd, root)
                 if r is None:
                     failed.add(label)
                     continue
@@ -231,9 +236,10 @@ def end_to_end(args, has_torch):
         r["rounds"] = walls[r["framework"]]
         val = f"{r['val_loss']:9.4f}" if r["val_loss"] is not None else f"{'?':>9s}"
         print(f"{r['framework']:34s} {r['wall_s']:8.2f} {val}  {', '.join(f'{w:.2f}' for w in r['rounds'])}")
-    if len(best) == 2:
-        tl_run, torch_run = best.values()
-        print(f"tensorlite / pytorch: {tl_run['wall_s'] / torch_run['wall_s']:.2f}x")
+    torch_run = best.get("pytorch (nanoGPT's loop)")
+    for r in best.values():
+        if torch_run and r is not torch_run:
+            print(f"{r['framework']} / pytorch: {r['wall_s'] / torch_run['wall_s']:.2f}x")
     return finish(args.json, {"preset": args.preset, "device": args.device, "end_to_end": args.end_to_end,
                               "results": list(best.values())}, sorted(failed), interrupted)
 
@@ -290,6 +296,8 @@ def main():
     parser.add_argument("--end-to-end", type=int, metavar="ITERS",
                         help="time the README's training command for ITERS iterations against nanoGPT's loop in "
                              "PyTorch (benchmarks/torch_train.py), wall clock from start to exit")
+    parser.add_argument("--also-root", metavar="DIR",
+                        help="--end-to-end: also time the README command of the checkout in DIR (before a change)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--only", choices=["tensorlite", "torch", "torch-tf32", "gemm-numpy", "gemm-torch"],
                         help=argparse.SUPPRESS)
