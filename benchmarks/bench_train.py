@@ -200,15 +200,22 @@ def end_to_end_runs(args, scratch):
 
 
 def time_end_to_end(label, cmd, root):
-    """Wall seconds of one run from its start to its exit, with its final val loss; None if it failed."""
-    start = time.perf_counter()
+    """Wall seconds of one run from its start to its exit, the CPU seconds of its processes (its shard workers
+    included: a loaded machine stretches the wall time more than this), and its final val loss; None if it
+    failed."""
+    start, cpu = time.perf_counter(), _children_cpu_s()
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
     if out.returncode != 0:
         print(f"[{label}] failed:\n{out.stderr[-2000:]}", file=sys.stderr)
         return None
     val = re.search(r"^finished at iteration \d+: val loss ([\d.]+)", out.stdout, re.M)
-    return {"framework": label, "wall_s": seconds, "val_loss": float(val[1]) if val else None}
+    return {"framework": label, "wall_s": seconds, "cpu_s": cpu, "val_loss": float(val[1]) if val else None}
+
+
+def _children_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def end_to_end(args, has_torch):
@@ -231,11 +238,12 @@ def end_to_end(args, has_torch):
         interrupted = True
     print(f"\nthe README command's run of {args.end_to_end} iterations (preset {args.preset} on {args.device}), "
           f"end to end, best of {args.rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'run':34s} {'wall s':>8s} {'val loss':>9s}  every round")
+    print(f"{'run':34s} {'wall s':>8s} {'CPU s':>7s} {'val loss':>9s}  wall s of every round")
     for r in best.values():
         r["rounds"] = walls[r["framework"]]
         val = f"{r['val_loss']:9.4f}" if r["val_loss"] is not None else f"{'?':>9s}"
-        print(f"{r['framework']:34s} {r['wall_s']:8.2f} {val}  {', '.join(f'{w:.2f}' for w in r['rounds'])}")
+        print(f"{r['framework']:34s} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} {val}  "
+              f"{', '.join(f'{w:.2f}' for w in r['rounds'])}")
     torch_run = best.get("pytorch (nanoGPT's loop)")
     for r in best.values():
         if torch_run and r is not torch_run:
