@@ -219,23 +219,23 @@ def _children_cpu_s():
 
 
 def end_to_end(args, has_torch):
-    runs = [run for run in end_to_end_runs(args, tempfile.mkdtemp(prefix="bench-e2e-"))
-            if has_torch or run[0].startswith("tensorlite")]
     if not has_torch:
         print("PyTorch is not importable: timing tensorlite alone")
     walls, best, failed, interrupted = {}, {}, set(), False
-    try:
-        for _ in range(args.rounds):
-            for label, cmd, root in runs:
-                r = time_end_to_end(label, cmd, root)
-                if r is None:
-                    failed.add(label)
-                    continue
-                walls.setdefault(label, []).append(round(r["wall_s"], 2))
-                if label not in best or r["wall_s"] < best[label]["wall_s"]:
-                    best[label] = r
-    except KeyboardInterrupt:
-        interrupted = True
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:   # the runs' out-dirs
+        runs = [run for run in end_to_end_runs(args, scratch) if has_torch or run[0].startswith("tensorlite")]
+        try:
+            for _ in range(args.rounds):
+                for label, cmd, root in runs:
+                    r = time_end_to_end(label, cmd, root)
+                    if r is None:
+                        failed.add(label)
+                        continue
+                    walls.setdefault(label, []).append(round(r["wall_s"], 2))
+                    if label not in best or r["wall_s"] < best[label]["wall_s"]:
+                        best[label] = r
+        except KeyboardInterrupt:
+            interrupted = True
     print(f"\nthe README command's run of {args.end_to_end} iterations (preset {args.preset} on {args.device}), "
           f"end to end, best of {args.rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}")
     print(f"{'run':34s} {'wall s':>8s} {'CPU s':>7s} {'val loss':>9s}  wall s of every round")

@@ -2,8 +2,10 @@
 
 CharTokenizer gives one id per character seen in the training text (65 for Tiny Shakespeare, as nanoGPT) and one
 escape id: a character it has never seen is written as its UTF-8 bytes behind escape ids, so any prompt encodes and
-every encode/decode round trip is lossless (Japanese included), while the model's lm_head and cross-entropy pay for
-one id more than the text's characters, not for 256 byte values that never occur. ByteTokenizer is the plain
+every encode/decode round trip is lossless (Japanese included). Its vocabulary is padded with unused ids to a
+multiple of VOCAB_MULTIPLE (128 ids for Tiny Shakespeare, where the byte fallback it replaces made 256): output ids
+that never occur cost the lm_head and the cross-entropy a little, and they make this model train faster; without
+any, the README command's val loss is worse (docs/performance.md has both measured). ByteTokenizer is the plain
 256-symbol UTF-8 byte vocabulary; gpt/bpe.py has GPT-2's byte-level BPE.
 """
 import os
@@ -14,14 +16,15 @@ import tensorlite as tl
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                             "tinyshakespeare.txt")
-HEX_DIGITS = 16   # an escaped byte is two hex digits, and ids 0..15 spell them
+HEX_DIGITS = 16       # an escaped byte is two hex digits, and ids 0..15 spell them
+VOCAB_MULTIPLE = 64   # the char vocabulary's size, padded with unused ids (as nanoGPT pads GPT-2's 50257 to 50304)
 
 
 class CharTokenizer:
-    """ids 0..n-1: the sorted characters of the training text; the last id: the escape. A character outside them is
-    written byte by byte as [escape, high hex digit, low hex digit] of its UTF-8 bytes, the digits spelled with ids
-    0..15 (whatever characters those ids stand for), so the vocabulary is n + 1. A text of fewer than 16 characters
-    gets unused ids up to 16, so that every digit has an id."""
+    """ids 0..n-1: the sorted characters of the training text; id n: the escape; then unused ids up to a multiple
+    of VOCAB_MULTIPLE. A character outside the text's is written byte by byte as [escape, high hex digit, low hex
+    digit] of its UTF-8 bytes, the digits spelled with ids 0..15 (whatever characters those ids stand for; a text
+    of fewer than 16 characters has unused ids there, and its escape is 16)."""
     kind = "char"
     format = 2   # to_dict's "format": checkpoints of format 1 (no field) hold ByteFallbackCharTokenizer
 
@@ -31,9 +34,9 @@ class CharTokenizer:
         self.vocab_size = self._add_fallback_ids()
 
     def _add_fallback_ids(self):
-        """The ids after the characters' (here the escape); returns the vocabulary size."""
+        """The ids after the characters' (here the escape and the unused ids); returns the vocabulary size."""
         self.escape = max(len(self.chars), HEX_DIGITS)
-        return self.escape + 1
+        return -(-(self.escape + 1) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
     @classmethod
     def from_text(cls, text):

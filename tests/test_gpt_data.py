@@ -30,14 +30,15 @@ def test_any_text_round_trips_through_any_char_vocabulary(text, training_text):
 
 
 def test_char_tokenizer_ids_and_escapes():
-    """The characters' ids, then one escape id; an unseen character is [escape, high, low] per UTF-8 byte, the hex
-    digits spelled by ids 0..15 (padded with unused ids for a text of fewer than 16 characters)."""
+    """The characters' ids, then one escape id, then unused ids up to a multiple of 64; an unseen character is
+    [escape, high, low] per UTF-8 byte, the hex digits spelled by ids 0..15 (unused ids for a text of fewer than 16
+    characters)."""
     tok = CharTokenizer.from_text("abca")
     assert tok.chars == ["a", "b", "c"] and tok.encode("cab") == [2, 0, 1]
-    assert tok.vocab_size == 17 and tok.escape == 16                      # ids 3..15 are unused digits
+    assert tok.vocab_size == 64 and tok.escape == 16                      # ids 3..15 are unused digits
     assert tok.encode("é") == [16, 0xc, 0x3, 16, 0xa, 0x9]               # "é" is b"\xc3\xa9"
     shakespeare = CharTokenizer.from_text(load_text(DEFAULT_DATA))
-    assert shakespeare.vocab_size == 65 + 1 and shakespeare.escape == 65   # 65 characters, as nanoGPT, and the escape
+    assert shakespeare.escape == 65 and shakespeare.vocab_size == 128     # 65 characters, as nanoGPT, the escape
     assert shakespeare.encode("\n")[0] == 0 and shakespeare.decode([65, 0xc, 0x3, 65, 0xa, 0x9]) == "é"
     assert tokenizer_from_dict(tok.to_dict()).encode("abcé") == tok.encode("abcé")
     assert tok.to_dict() == {"kind": "char", "chars": "abc", "format": 2}
@@ -51,8 +52,9 @@ def test_any_ids_decode():
     assert tok.decode([0, 16, 1, 16, 2]) == "a\ufffdb\ufffdc"          # an escape before a non-digit, and at the end
     assert tok.decode([7, 1]) == "\ufffdb"                               # 7: an unused digit id
     assert tok.decode([16, 16, 1, 2]) == "\ufffd\x12"                   # the second escape is whole: byte 0x12
-    with pytest.raises(ValueError, match="token id 17 is outside this vocabulary of 17 tokens"):
-        tok.decode([0, 17])
+    assert tok.decode([63, 17, 0]) == "\ufffd\ufffda"                      # the padding's unused ids
+    with pytest.raises(ValueError, match="token id 64 is outside this vocabulary of 64 tokens"):
+        tok.decode([0, 64])
 
 
 def test_format_1_checkpoints_keep_their_byte_fallback_vocabulary():
