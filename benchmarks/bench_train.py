@@ -1,8 +1,11 @@
-"""Time one training step (forward + backward + clip + AdamW) of a GPT preset, tensorlite vs PyTorch, same run.
+"""Time one training step (forward + backward + clip + AdamW) of a GPT preset, tensorlite vs PyTorch, same run;
+or, with --end-to-end N, the README's training command for N iterations against nanoGPT's loop in PyTorch.
 
     python benchmarks/bench_train.py --device cpu --preset cpu --iters 50
     python benchmarks/bench_train.py --device cuda --preset gpu --iters 50
+    python benchmarks/bench_train.py --end-to-end 300 --rounds 3
 
+The step is the trainer's: the preset's model with the vocabulary the trainer's tokenizer gives Tiny Shakespeare.
 Each framework runs in its own subprocess (so peak memory and thread pools are its own) on the same random
 batches; the median ms/iter after warm-up is reported with tokens/s and peak memory, as a table and as JSON.
 Peak memory on a GPU is what each framework's caching allocator holds at its high point (CuPy's memory pool,
@@ -12,6 +15,11 @@ trainer does (the batch split across cores, tensorlite.parallel) with the enviro
 OPENBLAS_* variables removed, and once on one shard (no data parallelism) to show what the sharding buys. The runs
 alternate for --rounds rounds and each framework keeps its best median, so a noisy neighbour does not decide.
 
+--end-to-end N times what a user waits for: `examples/train_char_gpt.py --max-iters N` as the README runs it
+(start-up, the data, every evaluation, the checkpoints, the plot and the closing sample, in its own process) and
+benchmarks/torch_train.py, nanoGPT's training loop in PyTorch doing the same run (the same preset, data,
+schedule, evaluations, a checkpoint at each, the sample), alternating for --rounds rounds, best wall time of each.
+
 On CPU it also times the step's Linear GEMMs alone (forward, dX and dW of every projection, at one shard's rows
 on one thread, as each shard runs them) with NumPy's BLAS and, when torch is importable, with PyTorch's: about
 half of a CPU step is these GEMMs, so this line says how much of a gap is the BLAS library rather than the rest.
@@ -20,10 +28,12 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -155,18 +165,96 @@ def time_gemms(cfg, library, rows, iters, warmup):
     return times[warmup:]
 
 
-def preset_config(name):
+def preset_config(name, vocab_size=None):
+    """The preset's model and batch as the trainer runs them: the vocabulary is its tokenizer's on its data (or
+    vocab_size)."""
     sys.path.insert(0, ROOT)
-    from gpt.presets import PRESETS
-    p = PRESETS[name]
-    model = dict(block_size=p["block_size"], vocab_size=65, n_layer=p["n_layer"], n_head=p["n_head"],
-                 n_embd=p["n_embd"], dropout=p["dropout"], bias=p.get("bias", True))
-    return {"model": model, "batch_size": p["batch_size"]}
+    from gpt import TrainConfig, load_text, make_tokenizer
+    cfg = TrainConfig.from_preset(name)
+    model = cfg.model_config(vocab_size or make_tokenizer(cfg.tokenizer, load_text(cfg.data)).vocab_size).to_dict()
+    if model.pop("pos_encoding") != "learned":
+        raise ValueError(f"preset {name!r}: torch_reference.TorchGPT has learned positions only")
+    return {"model": model, "batch_size": cfg.batch_size}
+
+
+def end_to_end_runs(args, scratch):
+    """(label, command, checkout) of the runs --end-to-end times: the README's command (also in the checkout
+    --also-root, if given) and torch_train.py, with the same preset, iterations and device."""
+    sys.path.insert(0, ROOT)
+    from dataclasses import asdict
+
+    from gpt import TrainConfig
+    n = args.end_to_end
+    cfg = TrainConfig.from_preset(args.preset, device=args.device, max_iters=n, lr_decay_iters=n)
+
+    def readme_command(root, name):
+        return [sys.executable, os.path.join(root, "examples", "train_char_gpt.py"), "--preset", args.preset,
+                "--device", args.device, "--max-iters", str(n), "--out-dir", os.path.join(scratch, name),
+                "--overwrite"]
+    torch = [sys.executable, os.path.join(HERE, "torch_train.py"), "--out-dir", os.path.join(scratch, "torch"),
+             "--config", json.dumps(asdict(cfg))]
+    runs = [("tensorlite (the README command)", readme_command(ROOT, "tensorlite"), ROOT)]
+    if args.also_root:
+        runs.append((f"tensorlite at {args.also_root}", readme_command(args.also_root, "also"), args.also_root))
+    return runs + [("pytorch (nanoGPT's loop)", torch, ROOT)]
+
+
+def time_end_to_end(label, cmd, root):
+    """Wall seconds of one run from its start to its exit, the CPU seconds of its processes (its shard workers
+    included: a loaded machine stretches the wall time more than this), and its final val loss; None if it
+    failed."""
+    start, cpu = time.perf_counter(), _children_cpu_s()
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    seconds, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
+    if out.returncode != 0:
+        print(f"[{label}] failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    val = re.search(r"^finished at iteration \d+: val loss ([\d.]+)", out.stdout, re.M)
+    return {"framework": label, "wall_s": seconds, "cpu_s": cpu, "val_loss": float(val[1]) if val else None}
+
+
+def _children_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def end_to_end(args, has_torch):
+    if not has_torch:
+        print("PyTorch is not importable: timing tensorlite alone")
+    walls, best, failed, interrupted = {}, {}, set(), False
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:   # the runs' out-dirs
+        runs = [run for run in end_to_end_runs(args, scratch) if has_torch or run[0].startswith("tensorlite")]
+        try:
+            for _ in range(args.rounds):
+                for label, cmd, root in runs:
+                    r = time_end_to_end(label, cmd, root)
+                    if r is None:
+                        failed.add(label)
+                        continue
+                    walls.setdefault(label, []).append(round(r["wall_s"], 2))
+                    if label not in best or r["wall_s"] < best[label]["wall_s"]:
+                        best[label] = r
+        except KeyboardInterrupt:
+            interrupted = True
+    print(f"\nthe README command's run of {args.end_to_end} iterations (preset {args.preset} on {args.device}), "
+          f"end to end, best of {args.rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'run':34s} {'wall s':>8s} {'CPU s':>7s} {'val loss':>9s}  wall s of every round")
+    for r in best.values():
+        r["rounds"] = walls[r["framework"]]
+        val = f"{r['val_loss']:9.4f}" if r["val_loss"] is not None else f"{'?':>9s}"
+        print(f"{r['framework']:34s} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} {val}  "
+              f"{', '.join(f'{w:.2f}' for w in r['rounds'])}")
+    torch_run = best.get("pytorch (nanoGPT's loop)")
+    for r in best.values():
+        if torch_run and r is not torch_run:
+            print(f"{r['framework']} / pytorch: {r['wall_s'] / torch_run['wall_s']:.2f}x")
+    return finish(args.json, {"preset": args.preset, "device": args.device, "end_to_end": args.end_to_end,
+                              "results": list(best.values())}, sorted(failed), interrupted)
 
 
 def run_one(args):
     """Child process: time one framework, print one JSON line."""
-    cfg = preset_config(args.preset)
+    cfg = preset_config(args.preset, args.vocab_size)
     if args.only.startswith("gemm-"):
         rows = shard_rows(cfg, args.cpu_shards)
         times = time_gemms(cfg, args.only[len("gemm-"):], rows, args.iters, args.warmup)
@@ -185,7 +273,8 @@ def run_one(args):
 def _spawn(args, only, label, env=None, cpu_shards=None):
     cmd = [sys.executable, __file__, "--device", args.device, "--preset", args.preset, "--iters", str(args.iters),
            "--warmup", str(args.warmup), "--only", only, "--label", label,
-           "--cpu-shards", str(args.cpu_shards if cpu_shards is None else cpu_shards)]
+           "--cpu-shards", str(args.cpu_shards if cpu_shards is None else cpu_shards)] + \
+        (["--vocab-size", str(args.vocab_size)] if args.vocab_size else [])
     return json_of_child(cmd, label, env)
 
 
@@ -209,6 +298,14 @@ def main():
                              "(shared machines are noisy)")
     parser.add_argument("--cpu-shards", type=int, default=0,
                         help="CPU: cores each batch is split across, as the trainer's --cpu-shards (0: auto)")
+    parser.add_argument("--vocab-size", type=int,
+                        help="time the step with this vocabulary instead of the trainer's tokenizer's (256: the "
+                             "char tokenizer's byte fallback before its escape id)")
+    parser.add_argument("--end-to-end", type=int, metavar="ITERS",
+                        help="time the README's training command for ITERS iterations against nanoGPT's loop in "
+                             "PyTorch (benchmarks/torch_train.py), wall clock from start to exit")
+    parser.add_argument("--also-root", metavar="DIR",
+                        help="--end-to-end: also time the README command of the checkout in DIR (before a change)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--only", choices=["tensorlite", "torch", "torch-tf32", "gemm-numpy", "gemm-torch"],
                         help=argparse.SUPPRESS)
@@ -219,6 +316,8 @@ def main():
         return 0
 
     has_torch = importlib.util.find_spec("torch") is not None   # not imported here: children inherit this peak RSS
+    if args.end_to_end is not None:
+        return end_to_end(args, has_torch)
     runs = [("tensorlite", "tensorlite", None, None)]
     gemm_runs = []
     if args.device == "cpu":
@@ -250,9 +349,9 @@ def main():
     gemms = [best.pop(label) for _, label, _, _ in gemm_runs if label in best]
     results = list(best.values())
     blas = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
-    print(f"\npreset {args.preset} on {args.device}, best of {args.rounds} alternating rounds of {args.iters} "
-          f"timed iters after {args.warmup} warm-up; "
-          f"OPENBLAS env: {blas or 'not set'}")
+    vocab_size = preset_config(args.preset, args.vocab_size)["model"]["vocab_size"]
+    print(f"\npreset {args.preset} on {args.device} (vocabulary {vocab_size}), best of {args.rounds} alternating "
+          f"rounds of {args.iters} timed iters after {args.warmup} warm-up; OPENBLAS env: {blas or 'not set'}")
     print(f"{'framework':32s} {'ms/iter':>9s} {'tokens/s':>10s} {'peak MiB':>9s}")
     for r in results:
         print(f"{r['framework']:32s} {r['ms_per_iter']:9.2f} {r['tokens_per_s']:10.0f} {r['peak_mib']:9.1f}")

@@ -3,19 +3,26 @@
     python benchmarks/profile_step.py --preset cpu --steps 30
 
 Runs cProfile over whole steps (forward, backward, clip, AdamW) of the preset's model on the CPU and prints
-milliseconds per step for each group, largest first, with the batch on one core (--cpu-shards 1: cProfile sees
-only the main thread). The figures in docs/performance.md come from it.
+milliseconds per step for each group, largest first. cProfile sees only the main thread, so the step runs what
+one core runs in the trainer's data-parallel step: one shard's rows of the batch (the preset's batch split as
+tensorlite.parallel splits it; --rows to choose) with BLAS on one thread, then clipping and AdamW over the whole
+model. The figures in docs/performance.md come from it.
 """
 import argparse
 import cProfile
+import dataclasses
 import os
 import pstats
 import sys
+import tempfile
 import time
+
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gpt import TrainConfig, Trainer  # noqa: E402
+from tensorlite.parallel import auto_shards  # noqa: E402
 
 
 def function_classes():
@@ -46,10 +53,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rows", type=int, help="batch rows (default: one shard's, as each core runs them)")
     args = parser.parse_args()
-    # one shard: cProfile sees only the main thread, so the data-parallel step would hide half of the work
-    trainer = Trainer(TrainConfig.from_preset(args.preset, out_dir="/tmp/tensorlite-profile", max_iters=10 ** 6,
-                                              cpu_shards=1))
+    cfg = TrainConfig.from_preset(args.preset, out_dir=tempfile.mkdtemp(prefix="tensorlite-profile-"),
+                                  max_iters=10 ** 6, cpu_shards=1)
+    trainer = Trainer(cfg)
+    shards = auto_shards(cfg.batch_size, trainer.model.flops_per_token() * cfg.block_size)   # the trainer's
+    rows = args.rows or -(-cfg.batch_size // shards)
+    trainer.cfg = dataclasses.replace(cfg, batch_size=rows)
+    threadpool_limits(limits=1, user_api="blas")   # as in each shard
     for _ in range(5):
         trainer.step()
     start = time.perf_counter()
@@ -65,7 +77,8 @@ def main():
         group = group_of(key, classes)
         if group:
             groups[group] = groups.get(group, 0.0) + cumtime
-    print(f"{args.preset} preset: {wall:.1f} ms/step under the profiler ({args.steps} steps)")
+    print(f"{args.preset} preset, {rows} rows of {cfg.block_size} (vocabulary {trainer.tokenizer.vocab_size}), "
+          f"BLAS on one thread: {wall:.1f} ms/step under the profiler ({args.steps} steps)")
     print(f"{'where':34s} {'ms/step':>8s} {'share':>6s}")
     for group, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
         ms = seconds / args.steps * 1e3

@@ -28,11 +28,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
+import tensorlite as tl  # noqa: E402
 from cli_common import run_cli  # noqa: E402
 from gpt import TrainConfig, Trainer, load_checkpoint  # noqa: E402
 from gpt.checkpoint import CHECKPOINT  # noqa: E402
 from gpt.outdir import LOG  # noqa: E402
 from gpt.train import lr_at  # noqa: E402
+from tensorlite.parallel import ShardedStep  # noqa: E402
 
 # gpt/model.py's parameter names -> torch_reference.py's (the first match of each name is replaced)
 RENAMES = (("transformer.", ""), (".attn.c_attn.", ".c_attn."), (".attn.c_proj.", ".attn_proj."),
@@ -70,10 +72,11 @@ def torch_copy(model, device):
 
 class AsTensorliteModel:
     """PyTorch's model behind the calls gpt.train.evaluate makes of a model (training, eval(), train(mode),
-    model(x, y)[1].item()), so that the Trainer's own evaluation, with its batches and seeds, scores it."""
+    config, model(x) -> (logits, None) as a tensorlite Tensor), so that the Trainer's own evaluation, with its
+    batches and seeds, scores it."""
 
-    def __init__(self, module, device):
-        self.module, self.device = module, device
+    def __init__(self, module, device, config):
+        self.module, self.device, self.config = module, device, config
 
     @property
     def training(self):
@@ -85,10 +88,11 @@ class AsTensorliteModel:
     def eval(self):
         self.module.eval()
 
-    def __call__(self, x, y):
+    def __call__(self, x):
         import torch
         with torch.no_grad():
-            return self.module(*(torch.from_numpy(t.numpy()).to(self.device) for t in (x, y)))
+            logits = self.module.logits(torch.from_numpy(x.numpy()).to(self.device))
+        return tl.tensor(logits.cpu().numpy()), None
 
 
 class SideBySide:
@@ -139,8 +143,9 @@ def train_torch(trainer, model, device, eval_at, side_by_side):
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    evaluated = AsTensorliteModel(model, device)
-    trainer.model = evaluated      # trainer.estimate_loss() scores whatever trainer.model is, at trainer.iter_num
+    evaluated = AsTensorliteModel(model, device, trainer.model.config)
+    trainer.model = evaluated      # trainer.estimate_loss() scores whatever trainer.model is, at trainer.iter_num,
+    trainer.sharded = ShardedStep(evaluated, 1)   # through its ShardedStep
     ms_per_iter, segment, last = [], None, max(eval_at)
     for it in range(last + 1):
         if it in eval_at:

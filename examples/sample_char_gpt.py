@@ -1,7 +1,8 @@
-"""Sample text from a checkpoint written by train_char_gpt.py.
+"""Sample text from a checkpoint written by train_char_gpt.py, or from a pretrained GPT-2.
 
     python examples/sample_char_gpt.py --out-dir out-char-gpt --start "ROMEO:" --num-samples 2
     python examples/sample_char_gpt.py --greedy              # or --top-p 0.9, or --beam 4
+    python examples/sample_char_gpt.py --init-from gpt2 --start "To be, or not to be" --top-k 40
 """
 import argparse
 import os
@@ -11,13 +12,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorlite as tl  # noqa: E402
 from cli_common import run_cli  # noqa: E402
-from gpt import beam_search, load_model  # noqa: E402
+from gpt import GPT, BPETokenizer, TrainConfig, beam_search, load_model  # noqa: E402
 from gpt.decoding import check_decoding_args  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", default="out-char-gpt")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--out-dir", help=f"a train_char_gpt.py run's out-dir (default: {TrainConfig.out_dir})")
+    source.add_argument("--init-from", help="a pretrained GPT-2 instead: a hub name (gpt2, gpt2-medium, ...) or a "
+                                            "Hugging Face folder, with its tokenizer")
     parser.add_argument("--start", default="\n", help="the prompt")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=500)
@@ -35,7 +39,11 @@ def main(argv=None):
     if not args.start:
         raise ValueError("--start must not be empty: give at least one character of prompt")
     tl.manual_seed(args.seed)
-    model, tokenizer = load_model(args.out_dir, args.device)
+    if args.init_from:
+        model = GPT.from_pretrained(args.init_from).to(args.device)
+        tokenizer = BPETokenizer.from_pretrained(args.init_from)
+    else:
+        model, tokenizer = load_model(args.out_dir or TrainConfig.out_dir, args.device)
     prompt = tokenizer.encode(args.start)
     samples = []
     if args.beam is not None:

@@ -3,9 +3,12 @@
     python examples/train_char_gpt.py                  # nanoGPT's CPU config, a few minutes on 2 cores
     python examples/train_char_gpt.py --device cuda    # nanoGPT's shakespeare-char config (the gpu preset) on a GPU
     python examples/train_char_gpt.py --resume         # continue the run in --out-dir
+    python examples/train_char_gpt.py --init-from gpt2 --out-dir out-gpt2   # fine-tune GPT-2 (the finetune preset)
+    python examples/train_char_gpt.py --tokenizer bpe --vocab-size 4096     # learn a BPE on --data, then a GPT on it
 
 Each field of gpt.TrainConfig is a flag (--n-layer, --batch-size, ...). Those not given come from a preset:
---preset, or else the device's (cpu: cpu, cuda: gpu); with --resume they come from the checkpoint instead.
+--preset, or else the device's (cpu: cpu, cuda: gpu) or, with --init-from, finetune; with --resume they come from
+the checkpoint instead.
 An --out-dir holding a checkpoint takes --resume or --overwrite, and one trainer at a time.
 Exit status: 0 finished; 1 failed (a shard worker died, a file could not be written); 2 bad input (a flag, the
 data, the checkpoint, the out-dir); 3 the loss diverged; 130 interrupted by Ctrl-C (a checkpoint saved first).
@@ -21,6 +24,8 @@ import tensorlite as tl  # noqa: E402
 from cli_common import EXIT_INTERRUPTED, run_cli  # noqa: E402
 from gpt import PRESETS, TrainConfig, Trainer  # noqa: E402
 from gpt.config import ConfigError  # noqa: E402
+from gpt.data import TOKEN_UNITS  # noqa: E402
+from gpt.presets import PRETRAINED_SHAPE  # noqa: E402
 
 ALIASES = {"learning_rate": ["--lr"]}   # field -> more flags for it
 
@@ -54,6 +59,10 @@ def parse_args(argv=None):
 def config_from_args(args):
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name) is not None}
+    shaped = [flag(k) for k in PRETRAINED_SHAPE if k in overrides]
+    if overrides.get("init_from") and shaped:
+        raise ValueError(f"{', '.join(shaped)}: the model's shape comes from --init-from {overrides['init_from']} "
+                         "(only --block-size and --dropout change it)")
     if "max_iters" in overrides and "lr_decay_iters" not in overrides:
         overrides["lr_decay_iters"] = overrides["max_iters"]   # decay over the run, as nanoGPT's configs do
     try:
@@ -64,14 +73,15 @@ def config_from_args(args):
         raise ValueError(f"{flag(err.field)} {err.problem}") from None
 
 
-def outcome(summary):
-    """The last line of a run: how it ended, and the val loss with the iteration it was measured at."""
+def outcome(summary, unit="char"):
+    """The last line of a run: how it ended, and the val loss with the iteration it was measured at (bits per
+    `unit`: a char, a byte or a BPE token)."""
     line = f"{summary['status']} at iteration {summary['iter']}"
     if summary["last_eval"] is None:
         return line + f" (not evaluated in this session; best val loss {summary['best_val_loss']:.4f})"
     val = summary["last_eval"]["val"]
     return line + (f": val loss {val['loss']:.4f} at iteration {summary['eval_iter']}, perplexity "
-                   f"{val['perplexity']:.2f}, {val['bpc']:.3f} bits/char (best val loss "
+                   f"{val['perplexity']:.2f}, {val['bpc']:.3f} bits/{unit} (best val loss "
                    f"{summary['best_val_loss']:.4f})")
 
 
@@ -79,6 +89,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = config_from_args(args)
     trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+    cfg = trainer.cfg   # with --init-from, the pretrained model's shape
     print(f"{trainer.model.num_params():,} parameters ({trainer.model.num_params(breakdown=True)}); "
           f"vocabulary {trainer.tokenizer.vocab_size}; device {cfg.device}; "
           + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if k not in ("data", "out_dir")))
@@ -88,7 +99,7 @@ def main(argv=None):
               (f"changed from the checkpoint: {changes}" if changes else "nothing changed from the checkpoint"))
     summary = trainer.run(progress=not args.no_progress)
     print(f"checkpoint (iteration {summary['iter']}) and loss.png in {cfg.out_dir}/")
-    print(outcome(summary))
+    print(outcome(summary, TOKEN_UNITS[trainer.tokenizer.kind]))
     if args.sample_tokens > 0 and summary["status"] == "finished":
         start = tl.tensor([trainer.tokenizer.encode("\n")], device=cfg.device)
         out = trainer.model.generate(start, args.sample_tokens, temperature=0.8, top_k=40)

@@ -214,6 +214,7 @@ class GPT(nn.Module):
         save_gpt2(self, folder, tokenizer)
 
     @tl.no_grad()
+    @tl.cpu.blas_threads(1)   # one position, or one window, at a time: products too small to split between cores
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, greedy=False, use_cache=True):
         """Extend idx (B, T) by max_new_tokens sampled tokens.
 

@@ -16,9 +16,18 @@ PRESETS = {
     # nanoGPT's config/train_shakespeare_char.py (val loss 1.4697 on one GPU)
     "gpu": dict(_COMMON, n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2,
                 max_iters=5000, lr_decay_iters=5000, eval_interval=250, eval_iters=200),
+    # nanoGPT's config/finetune_shakespeare.py made small enough for a CPU (its batch 1 x 1024 x 32 accumulation
+    # steps is ~25 TFLOP per iteration on GPT-2): a constant small learning rate, a few evaluated steps. The model's
+    # shape comes from the pretrained model, not from here.
+    "finetune": dict(_COMMON, block_size=256, batch_size=4, dropout=0.0, learning_rate=3e-5, min_lr=3e-5,
+                     warmup_iters=0, max_iters=20, lr_decay_iters=20, eval_interval=10, eval_iters=10,
+                     log_interval=1),
 }
 
 DEVICE_PRESETS = {"cpu": "cpu", "cuda": "gpu"}   # the preset a run gets when it names only its device
+PRETRAINED_PRESET = "finetune"                    # and the one it gets with init_from
 
 # The TrainConfig fields that are GPTConfig's (the vocabulary comes from the tokenizer, not from a config)
 MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
+# The ones a pretrained model decides (init_from); its dropout and block_size (positions kept) are the config's
+PRETRAINED_SHAPE = tuple(k for k in MODEL_KEYS if k not in ("dropout", "block_size"))

@@ -11,23 +11,28 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 from tqdm import tqdm
 
 import tensorlite as tl
+import tensorlite.functional as F
 from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
 from tensorlite.parallel import ShardedStep, WorkerDied, shards_for
 
+from .bpe import BPETokenizer
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, meta_field, read_meta, save_checkpoint
 from .config import ConfigError, check_range, check_types
-from .data import DEFAULT_DATA, TOKENIZERS, TextDataset, load_text, make_tokenizer
+from .data import DEFAULT_DATA, TOKEN_UNITS, TOKENIZERS, TextDataset, load_text, make_tokenizer
 from .model import GPT, POS_ENCODINGS, GPTConfig
 from .ngram import metrics
 from .outdir import OutDir, SaveError
-from .presets import DEVICE_PRESETS, MODEL_KEYS, PRESETS
+from .presets import DEVICE_PRESETS, MODEL_KEYS, PRESETS, PRETRAINED_PRESET, PRETRAINED_SHAPE
+
+
+EVAL_CALL_ELEMENTS = 2 ** 25   # the widest activation an evaluation pass may hold: 128 MiB of float32
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,8 +51,15 @@ class TrainConfig:
                           choices=backend.DEVICES)
     seed: int = _option(1337, "seeds the initial weights, dropout and the batches")
     data: str = _option(DEFAULT_DATA, "a UTF-8 text file (default: data/tinyshakespeare.txt)")
-    tokenizer: str = _option("char", "char: the text's characters, with UTF-8 byte fallback; byte: the 256 bytes",
+    tokenizer: str = _option("char", "char: the text's characters, and escapes that spell any other one's UTF-8 "
+                                     "bytes; byte: the 256 bytes; bpe: a byte-level BPE of --vocab-size tokens "
+                                     "learned from --data (with --init-from: the pretrained model's)",
                              choices=TOKENIZERS)
+    vocab_size: int = _option(0, "--tokenizer bpe: how many tokens to learn, at least 257 (0 for the others, whose "
+                                 "vocabulary is the text's characters or the bytes, and with --init-from)")
+    init_from: str = _option("", "fine-tune a pretrained GPT-2 (nanoGPT's init_from): a hub name (gpt2, "
+                                 "gpt2-medium, ...) or a Hugging Face folder. Its tokenizer and its shape (layers, "
+                                 "heads, width, biases) come with it; --block-size and --dropout apply")
     # model
     block_size: int = _option(64, "context length")
     n_layer: int = _option(4, "transformer blocks")
@@ -80,8 +92,11 @@ class TrainConfig:
     @classmethod
     def from_preset(cls, name=None, **overrides):
         """A preset's values (name None: the device's preset, DEVICE_PRESETS) with overrides on top."""
+        if overrides.get("init_from"):
+            overrides.setdefault("tokenizer", "bpe")   # the pretrained model's
         if name is None:
-            name = DEVICE_PRESETS[backend.check_device(overrides.get("device", cls.device))]
+            name = PRETRAINED_PRESET if overrides.get("init_from") else \
+                DEVICE_PRESETS[backend.check_device(overrides.get("device", cls.device))]
         return cls(**{**_preset(name), **overrides})
 
     @classmethod
@@ -109,6 +124,16 @@ class TrainConfig:
             check_range(self, name, 0, 1, high_open=True)
         if self.tokenizer not in TOKENIZERS:
             raise ConfigError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        if self.init_from and self.tokenizer != "bpe":
+            raise ConfigError("tokenizer", f"must be bpe when fine-tuning a pretrained model (init_from), which "
+                                           f"brings its own, got {self.tokenizer!r}")
+        learns_bpe = self.tokenizer == "bpe" and not self.init_from
+        if learns_bpe and self.vocab_size < 257:
+            raise ConfigError("vocab_size", f"must be at least 257 with tokenizer bpe (the 256 bytes and "
+                                            f"<|endoftext|>, then one token per merge), got {self.vocab_size}")
+        if not learns_bpe and self.vocab_size != 0:
+            raise ConfigError("vocab_size", "is the size of a BPE to learn (tokenizer bpe without init_from): "
+                                            f"leave it 0 here, got {self.vocab_size}")
         backend.check_device(self.device)
         self.model_config()  # validates the model fields
 
@@ -126,27 +151,58 @@ def lr_at(cfg, it):
     return tl.optim.warmup_cosine_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters)
 
 
-@tl.no_grad()
-def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=None, seed=0):
-    """Mean loss over eval_iters random batches, in nats, with perplexity (e^loss) and bits per token (loss/ln 2);
-    eval_iters=None scores the whole split once instead (`TextDataset.windows`, batch_size windows at a time).
-    The batches go to the model's device unless `device` says otherwise."""
+def evaluate(model, dataset, split="val", eval_iters=20, batch_size=12, device=None, seed=0, sharded=None):
+    """Mean loss over eval_iters random batches of batch_size windows, in nats, with perplexity (e^loss) and bits
+    per token (loss/ln 2); eval_iters=None scores the whole split once instead (`TextDataset.windows`).
+
+    The windows are those the batches would hold, but they are scored in as few forward passes as memory allows
+    (`rows_per_eval_call`), each spread over the processes of `sharded` (a ShardedStep of the model: the
+    trainer's), and the loss is the float64 mean of every position's: the mean of the batches' means, whatever the
+    passes and the shards. The windows go to the model's device unless `device` says otherwise."""
     device = device or model.parameters()[0].device
-    was_training = model.training
-    model.eval()
     if eval_iters is None:
         x, y = dataset.windows(split)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            bx, by = (tl.tensor(a[i:i + batch_size], device=device) for a in (x, y))
-            total += model(bx, by)[1].item() * bx.shape[0]   # a batch's mean, weighted by its windows
-        loss = total / len(x)
     else:
-        rng = np.random.default_rng(seed)
-        loss = np.mean([model(*dataset.get_batch(split, batch_size, rng, device))[1].item()
-                        for _ in range(eval_iters)])
-    model.train(was_training)
-    return metrics(float(loss))
+        x, y = dataset.random_windows(split, batch_size, np.random.default_rng(seed), n_batches=eval_iters)
+    if sharded is None:
+        sharded = ShardedStep(model, 1)
+    elif sharded.module is not model:   # it would score its own module: a silently wrong result
+        raise ValueError("evaluate: `sharded` is a ShardedStep of another module than `model`")
+    step = rows_per_eval_call(model.config, batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        losses = [sharded.map(token_losses, *(tl.tensor(a[i:i + step], device=device) for a in (x, y)))
+                  for i in range(0, len(x), step)]
+    finally:
+        model.train(was_training)
+    return metrics(float(np.mean(np.concatenate(losses), dtype=np.float64)))
+
+
+def rows_per_eval_call(config, batch_size):
+    """Windows per evaluation forward pass: as many as keep its widest activation (the MLP's 4·n_embd, the
+    logits' vocabulary or the attention scores' n_head·block_size per position) under EVAL_CALL_ELEMENTS, and
+    never fewer than a training batch (whose forward and backward fit already)."""
+    widest = config.block_size * max(4 * config.n_embd, config.vocab_size, config.n_head * config.block_size)
+    return max(batch_size, EVAL_CALL_ELEMENTS // widest)
+
+
+def token_losses(model, x, y):
+    """The cross-entropy at every position of (B, T) windows, (B*T,): what evaluation averages (module-level, so
+    that tensorlite.parallel can send it to its worker processes)."""
+    logits, _ = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+
+
+def from_pretrained(cfg):
+    """(model in training mode, its tokenizer, cfg with the model's shape) of the pretrained model cfg.init_from,
+    with cfg's dropout and block_size."""
+    model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size).train()
+    tokenizer = BPETokenizer.from_pretrained(cfg.init_from)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(f"{cfg.init_from}: its tokenizer has {tokenizer.vocab_size} tokens but its model's "
+                              f"vocab_size is {model.config.vocab_size}")
+    return model, tokenizer, replace(cfg, **{k: getattr(model.config, k) for k in PRETRAINED_SHAPE})
 
 
 def model_loss(model, x, y):
@@ -186,12 +242,18 @@ class Trainer:
         if resume:
             model_state, optimizer_state, meta = load_checkpoint(self.path)
             self.tokenizer = meta_field(meta, self.path, "tokenizer")
+            self._check_same_start(meta)
             self._check_same_model(meta)
-            self._check_same_vocabulary(make_tokenizer(cfg.tokenizer, text))
+            self._check_same_vocabulary(text)
+            model = GPT(cfg.model_config(self.tokenizer.vocab_size))
+        elif cfg.init_from:
+            model, self.tokenizer, self.cfg = from_pretrained(cfg)
+            cfg = self.cfg
         else:
-            self.tokenizer = make_tokenizer(cfg.tokenizer, text)
+            self.tokenizer = make_tokenizer(cfg.tokenizer, text, cfg.vocab_size or None)
+            model = GPT(cfg.model_config(self.tokenizer.vocab_size))
         self.dataset = TextDataset(text, self.tokenizer, cfg.block_size)
-        self.model = GPT(cfg.model_config(self.tokenizer.vocab_size)).to(cfg.device)
+        self.model = model.to(cfg.device)
         self.optimizer = self.model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
         self.sharded = ShardedStep(self.model, shards_for(cfg.device, cfg.batch_size, cfg.cpu_shards,
                                                           self.model.flops_per_token() * cfg.block_size))
@@ -201,6 +263,15 @@ class Trainer:
         if meta is not None:
             self._restore(model_state, optimizer_state, meta)
 
+    def _check_same_start(self, meta):
+        """A resumed run continues its own weights: another --init-from cannot apply to it."""
+        there = meta_field(meta, self.path, "train_config").get("init_from", "")
+        if there != self.cfg.init_from:
+            raise CheckpointError(f"the checkpoint in {self.cfg.out_dir} was started from "
+                                  f"{repr(there) if there else 'random weights'}, not from "
+                                  f"{repr(self.cfg.init_from) if self.cfg.init_from else 'random weights'}: a "
+                                  "resumed run continues the checkpoint's weights (leave --init-from as it was)")
+
     def _check_same_model(self, meta):
         saved = meta_field(meta, self.path, "model_config")
         different = {k: (getattr(saved, k), getattr(self.cfg, k)) for k in MODEL_KEYS
@@ -209,19 +280,24 @@ class Trainer:
             raise CheckpointError("the checkpoint in {} was trained with another model config: {}".format(
                 self.cfg.out_dir, ", ".join(f"{k}={a} there, {b} here" for k, (a, b) in different.items())))
 
-    def _check_same_vocabulary(self, wanted):
-        """Resuming with another --tokenizer or with --data of other characters would silently keep the old
-        vocabulary (and train on a text it was not built for): say so instead, naming the difference."""
-        saved = self.tokenizer
-        if saved.to_dict() == wanted.to_dict():
-            return
-        if saved.kind != wanted.kind:
-            difference = f"a {saved.kind} tokenizer there, {wanted.kind} here (another --tokenizer?)"
-        else:
-            there, here = set(saved.chars), set(wanted.chars)
-            sides = (("in the checkpoint's vocabulary", there - here), (f"in {self.cfg.data}", here - there))
+    def _check_same_vocabulary(self, text):
+        """Resuming with another --tokenizer, --vocab-size or --data of other characters would silently keep the
+        old vocabulary (and train on a text it was not built for): say so instead, naming the difference. The
+        checkpoint's tokenizer is the run's: a BPE is compared, not learned again."""
+        saved, cfg = self.tokenizer, self.cfg
+        if saved.kind != cfg.tokenizer:
+            difference = f"a {saved.kind} tokenizer there, {cfg.tokenizer} here (another --tokenizer?)"
+        elif saved.kind == "char":
+            there, here = set(saved.chars), set(text)
+            sides = (("in the checkpoint's vocabulary", there - here), (f"in {cfg.data}", here - there))
             difference = "; ".join(f"{len(chars)} character(s) only {where}: {_some(chars)}"
                                    for where, chars in sides if chars) + " (--data with other characters?)"
+            if there == here:
+                return
+        elif saved.kind == "bpe" and cfg.vocab_size and saved.vocab_size != cfg.vocab_size:
+            difference = f"a BPE of {saved.vocab_size} tokens there, --vocab-size {cfg.vocab_size} here"
+        else:
+            return
         raise CheckpointError(f"the checkpoint in {self.cfg.out_dir} was trained with another vocabulary: "
                               f"{difference}")
 
@@ -289,8 +365,8 @@ class Trainer:
         batches)."""
         cfg = self.cfg
         seed = cfg.seed * 1_000_003 + self.iter_num
-        return {split: evaluate(self.model, self.dataset, split, cfg.eval_iters, cfg.batch_size, cfg.device, seed)
-                for split in ("train", "val")}
+        return {split: evaluate(self.model, self.dataset, split, cfg.eval_iters, cfg.batch_size, cfg.device, seed,
+                                self.sharded) for split in ("train", "val")}
 
     def log(self, record):
         with self._writing(self.out.log_path):
@@ -360,7 +436,7 @@ class Trainer:
         self.best_val = min(self.best_val, losses["val"]["loss"])
         bar.write(f"iter {self.iter_num}: train loss {losses['train']['loss']:.4f}, val loss "
                   f"{losses['val']['loss']:.4f} (perplexity {losses['val']['perplexity']:.2f}, "
-                  f"{losses['val']['bpc']:.3f} bits/char)")
+                  f"{losses['val']['bpc']:.3f} bits/{TOKEN_UNITS[self.tokenizer.kind]})")
         self.log({"iter": self.iter_num, "train_loss": losses["train"]["loss"], "val_loss": losses["val"]["loss"],
                   "val_perplexity": losses["val"]["perplexity"], "val_bpc": losses["val"]["bpc"]})
         if not math.isfinite(losses["val"]["loss"]):

@@ -1,8 +1,10 @@
 """How the engine uses the CPU it runs on: the cores it may use, a thread pool that runs one pass over a big
 buffer on all of them, and glibc's malloc thresholds (set when this module is imported, with tensorlite).
 
-tensorlite.parallel sizes its shards by `usable_cores`; AdamW runs its flat update through `in_slices`.
+tensorlite.parallel sizes its shards by `usable_cores`; AdamW runs its flat update through `in_slices`; GPT
+decoding runs its small products under `blas_threads(1)`.
 """
+import contextlib
 import ctypes
 import os
 import sys
@@ -40,6 +42,20 @@ def usable_cores():
 
 
 _pool = None   # threads for in_slices, made on first use
+_blas = None   # threadpoolctl's view of the loaded BLAS, made on first use
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Within this block (or decorated function) BLAS runs on at most n threads, as tensorlite.parallel's shards
+    do: for products too small to split between cores, where waiting for a second thread costs more than it saves,
+    and much more on a busy machine, whose other processes hold the cores BLAS's threads wait for."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController   # here, not at import: only CPU work needs it
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=n, user_api="blas"):
+        yield
 
 
 def in_slices(fn, *arrays, min_size=1 << 18):

@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 from . import backend, random
+from .autograd import no_grad
 from .cpu import usable_cores
 from .tensor import Tensor
 
@@ -57,6 +58,7 @@ class ShardedStep:
     """`step(loss_fn, *batch)`: forward and backward of `loss_fn(module, *shard)` over row shards of a batch, in
     parallel; the gradients of the batch's mean loss (each shard's mean weighted by its share of the rows) are
     added into the module's parameters' .grad, as `loss.backward()` over the whole batch would add them.
+    `step.map(fn, *batch)`: forward only (evaluation), `fn(module, *shard)`'s arrays concatenated in shard order.
 
     `loss_fn` must return a mean over the shard's rows (like `F.cross_entropy`) and, with more than one shard, be
     a module-level function (it is sent to the workers by pickle). More than one shard is for the CPU only (on a
@@ -85,25 +87,54 @@ class ShardedStep:
             (loss * grad_scale if grad_scale != 1.0 else loss).backward()
             self.shard_losses = [loss]
             return loss.detach()
-        _check_picklable(loss_fn)
+        shards, shares = self._shards(loss_fn, batch)
+        seeds = random.rng("cpu").integers(2 ** 63, size=len(shards))
+        tasks = [("step", loss_fn, shard, self.module.training, grad_scale * share, seed)
+                 for shard, share, seed in zip(shards, shares, seeds)]
+        params = self.module.parameters()
+        losses, replies = self._run(tasks)
+        for worker, (loss, has_grad) in zip(self.workers, replies):   # in shard order: deterministic sums
+            losses.append(loss)
+            worker.add_grads_into(params, has_grad)
+        self.shard_losses = losses
+        mean = sum(share * loss for share, loss in zip(shares, losses))
+        return Tensor(np.asarray(mean, dtype=params[0].dtype))
+
+    def map(self, fn, *batch):
+        """fn(module, *shard) forward only (no graph, the module in its mode as it is) over row shards of the
+        batch, in parallel: the shards' outputs as host arrays, concatenated along the first axis in shard order.
+        For evaluation: with a per-row output (per-token losses) the result does not depend on the shard count.
+        Random draws (dropout, in training mode) come from a generator per shard seeded by its index, never from
+        the framework's, so evaluating does not shift a training run's random stream."""
+        if self.n_shards == 1:
+            return _forward(self.module, fn, batch, seed=0)
+        shards, _ = self._shards(fn, batch)
+        outputs, replies = self._run([("map", fn, shard, self.module.training, index)
+                                      for index, shard in enumerate(shards)])
+        return np.concatenate(outputs + replies)
+
+    def _shards(self, fn, batch):
+        """The batch cut into row shards (lists of arrays), and each shard's share of the rows."""
+        _check_picklable(fn)
         rows = batch[0].shape[0]
         bounds = np.linspace(0, rows, min(self.n_shards, rows) + 1).round().astype(int)
         shards = [[_data(b)[lo:hi] for b in batch] for lo, hi in zip(bounds[:-1], bounds[1:])]
-        shares = [(hi - lo) / rows for lo, hi in zip(bounds[:-1], bounds[1:])]
-        seeds = random.rng("cpu").integers(2 ** 63, size=len(shards))
+        return shards, [(hi - lo) / rows for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def _run(self, tasks):
+        """Task 0 here, the others on the workers (with the module's current parameters): ([task 0's result],
+        the workers' results in shard order). A worker's error is raised here, after every shard has finished."""
         params = self.module.parameters()
         self._start_workers(params)
         np.concatenate([p.data.reshape(-1) for p in params], out=self.shared_params)
-        busy = self.workers[:len(shards) - 1]
-        tasks = [(loss_fn, shards[i], grad_scale * shares[i], seeds[i], self.module.training)
-                 for i in range(1, len(shards))]
+        busy = self.workers[:len(tasks) - 1]
         replies = []
         try:
-            for worker, task in zip(busy, tasks):
+            for worker, task in zip(busy, tasks[1:]):
                 worker.send(task)
             try:
                 with self.blas.limit(limits=self.blas_threads, user_api="blas"):
-                    losses = [_forward_backward(self.module, loss_fn, shards[0], grad_scale * shares[0], seeds[0])]
+                    first = _do(self.module, tasks[0])
             finally:
                 replies = [worker.receive() for worker in busy]   # every shard has finished, even when one failed
         except BaseException:
@@ -113,12 +144,7 @@ class ShardedStep:
         for status, value in replies:
             if status == "error":
                 raise value
-        for worker, (_, (loss, has_grad)) in zip(busy, replies):   # in shard order: deterministic sums
-            losses.append(loss)
-            worker.add_grads_into(params, has_grad)
-        self.shard_losses = losses
-        mean = sum(share * loss for share, loss in zip(shares, losses))
-        return Tensor(np.asarray(mean, dtype=params[0].dtype))
+        return [first], [value for _, value in replies]
 
     def _start_workers(self, params):
         """Start the workers, or restart them when the parameters' shapes or dtypes have changed."""
@@ -203,15 +229,15 @@ def _serve(conn, callers_end, module, raw_params, raw_grads, dtype, blas_threads
         p.data = view
     grads = _flat_views(np.frombuffer(raw_grads, dtype=dtype), params)
     while (task := _next_task(conn)) is not None:
-        loss_fn, shard, weight, seed, training = task
         try:
-            module.train(training)
-            loss = _forward_backward(module, loss_fn, shard, weight, seed)
-            has_grad = [p.grad is not None for p in params]
-            for p, g in zip(params, grads):
-                if p.grad is not None:
-                    g[...] = p.grad.data
-            reply = ("ok", (loss, has_grad))
+            result = _do(module, task)
+            if task[0] == "step":
+                has_grad = [p.grad is not None for p in params]
+                for p, g in zip(params, grads):
+                    if p.grad is not None:
+                        g[...] = p.grad.data
+                result = (result, has_grad)
+            reply = ("ok", result)
         except Exception as err:   # sent back and raised by the caller, as if the shard ran there
             reply = ("error", err if _is_picklable(err) else RuntimeError(f"{type(err).__name__}: {err}"))
         module.zero_grad()
@@ -226,11 +252,25 @@ def _next_task(conn):
         return None
 
 
+def _do(module, task):
+    """Run one shard's task: ("step", loss_fn, shard, training, weight, seed) -> its loss, the gradients left in
+    the module; ("map", fn, shard, training, seed) -> fn's output as a host array."""
+    kind, fn, shard, training, *rest = task
+    module.train(training)
+    return _forward_backward(module, fn, shard, *rest) if kind == "step" else _forward(module, fn, shard, *rest)
+
+
 def _forward_backward(model, loss_fn, shard, weight, seed):
     with random.using_generator(np.random.default_rng(seed)):
         loss = loss_fn(model, *(Tensor(a) for a in shard))
         loss.backward(weight)
     return float(loss.data)
+
+
+def _forward(model, fn, shard, seed):
+    with random.using_generator(np.random.default_rng(seed)), no_grad():
+        out = fn(model, *(b if isinstance(b, Tensor) else Tensor(b) for b in shard))
+    return backend.to_numpy(out.data)
 
 
 def _flat_views(flat, params):

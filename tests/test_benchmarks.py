@@ -28,6 +28,25 @@ def test_bench_train_reports_the_step_and_the_linear_gemms_of_one_shard(tmp_path
     assert numpy_gemms["framework"] == "NumPy's BLAS" and numpy_gemms["rows"] == 8 * 32
     assert numpy_gemms["ms_per_iter"] > 0
     assert "Linear GEMMs alone, one shard's 256 rows" in proc.stdout
+    assert "preset tiny on cpu (vocabulary 128)" in proc.stdout  # the trainer's: 65 characters, the escape, padding
+
+
+def test_bench_train_end_to_end_runs_the_readme_command_and_nanogpts_loop(tmp_path):
+    """--end-to-end: the README's command and nanoGPT's loop in PyTorch (when importable), each run to its end."""
+    out = tmp_path / "e2e.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_train.py"), "--preset", "tiny", "--end-to-end", "3", "--rounds", "1", "--json",
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = {r["framework"]: r for r in json.loads(out.read_text())["results"]}
+    runs = ["tensorlite (the README command)"] + (["pytorch (nanoGPT's loop)"] if _has_torch() else [])
+    assert sorted(results) == sorted(runs)
+    assert all(results[r]["wall_s"] > 0 and 3 < results[r]["val_loss"] < 6 for r in runs)   # ln 128 = 4.85 at start
+    assert "the README command's run of 3 iterations (preset tiny on cpu)" in proc.stdout
+
+
+def _has_torch():
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
 
 
 def test_bench_gpt2_reports_generation_and_fine_tuning_of_each_framework(tmp_path):

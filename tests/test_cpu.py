@@ -28,3 +28,25 @@ def test_in_slices_covers_every_element_once_across_threads(monkeypatch):
 def test_usable_cores_is_the_affinity_mask():
     want = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert cpu.usable_cores() == want >= 1
+
+
+def blas_thread_counts():
+    from threadpoolctl import threadpool_info
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_blas_threads_limits_blas_inside_and_restores_it_after(monkeypatch):
+    """As a context and as a decorator; GPT decoding runs under it (its products are one position at a time)."""
+    import gpt.model
+    import tensorlite as tl
+    before = blas_thread_counts()
+    with cpu.blas_threads(1):
+        assert set(blas_thread_counts()) == {1}
+    assert blas_thread_counts() == before
+    seen = []
+    monkeypatch.setattr(gpt.model, "sample_next", lambda logits, *args: seen.append(blas_thread_counts()) or
+                        np.zeros((logits.shape[0], 1), dtype=np.int64))
+    tl.manual_seed(0)
+    model = gpt.model.GPT(gpt.model.GPTConfig(block_size=4, vocab_size=5, n_layer=1, n_head=1, n_embd=4))
+    model.generate(tl.tensor([[1]]), 6)                    # past block_size too: the window path
+    assert seen and all(set(counts) == {1} for counts in seen) and blas_thread_counts() == before

@@ -1,6 +1,7 @@
 """The command lines end to end (tiny preset, seconds) and the one-line errors users get instead of tracebacks."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -304,3 +305,58 @@ def test_every_train_config_field_is_a_flag_and_the_preset_follows_the_device(mo
     assert config().seed == TrainConfig.seed and config("--seed", "7", "--lr", "0.01").learning_rate == 0.01
     assert config("--bias").bias is True and config("--no-bias").bias is False
     assert set(MODEL_KEYS) | {"vocab_size"} == {f.name for f in fields(GPTConfig)}
+
+
+def test_the_readmes_gpt2_commands_on_a_gpt2_shaped_folder(tiny_gpt2, tmp_path):
+    """README "GPT-2": sample a pretrained model, fine-tune it on a text, sample the fine-tuned checkpoint (its
+    tokenizer read from it), resume the fine-tuning, and train a GPT from scratch on a BPE learned from the data.
+    The folder stands in for the hub's gpt2 (no network here): the same files, random weights, a small shape."""
+    folder, data = tiny_gpt2
+    pretrained = run(SAMPLE, "--init-from", folder, "--start", "To be, or not to be", "--top-k", "40",
+                     "--max-new-tokens", "12")
+    assert pretrained.returncode == 0, pretrained.stderr
+    assert pretrained.stdout.startswith("To be, or not to be")
+    out = str(tmp_path / "out-gpt2")
+    tuned = run(TRAIN, "--init-from", folder, "--data", data, "--out-dir", out, "--block-size", "32",
+                "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "2", "--no-progress", "--sample-tokens", "8")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "vocabulary 300" in tuned.stdout and "n_layer=2" in tuned.stdout and "learning_rate=3e-05" in tuned.stdout
+    assert "finished at iteration 4" in tuned.stdout and "bits/token" in tuned.stdout
+    assert read_meta(os.path.join(out, "ckpt.npz"))["tokenizer"]["kind"] == "bpe"
+    for decoding in ([], ["--greedy"], ["--top-p", "0.9"], ["--beam", "3"], ["--temperature", "1.2", "--top-k", "5"]):
+        sample = run(SAMPLE, "--out-dir", out, "--start", "ROMEO:", "--max-new-tokens", "10", *decoding)
+        assert sample.returncode == 0 and sample.stdout.count("ROMEO:") >= 1, (decoding, sample.stderr)
+    resumed = run(TRAIN, "--out-dir", out, "--resume", "--max-iters", "6", "--no-progress", "--sample-tokens", "0")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at iteration 4" in resumed.stdout and "finished at iteration 6" in resumed.stdout
+    scratch = run(TRAIN, "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "320", "--data", data,
+                  "--out-dir", str(tmp_path / "bpe"), "--max-iters", "2", "--no-progress", "--sample-tokens", "8")
+    assert scratch.returncode == 0, scratch.stderr
+    assert "vocabulary 320" in scratch.stdout and "finished at iteration 2" in scratch.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--n-layer", "3"], "--n-layer: the model's shape comes from --init-from"),
+    (["--bias", "--n-embd", "8"], "--n-embd, --bias: the model's shape comes from --init-from"),
+    (["--tokenizer", "char"], "--tokenizer must be bpe when fine-tuning a pretrained model"),
+    (["--vocab-size", "500"], "--vocab-size is the size of a BPE to learn"),
+    (["--block-size", "64"], "block_size 64 does not fit: .* has 32 learned positions"),
+])
+def test_bad_fine_tuning_flags_are_one_line_errors(tiny_gpt2, tmp_path, args, message):
+    folder, data = tiny_gpt2
+    result = run(TRAIN, "--init-from", folder, "--data", data, "--out-dir", str(tmp_path / "run"), *args)
+    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "ckpt.npz").exists()
+
+
+def test_bad_pretrained_sources_are_one_line_errors(tmp_path):
+    for script in (TRAIN, SAMPLE):
+        result = run(script, "--init-from", "gpt3", "--out-dir" if script == TRAIN else "--start", str(tmp_path / "x"))
+        assert result.returncode == 2 and "'gpt3' is neither a folder nor a GPT-2 hub name" in result.stderr
+        assert "Traceback" not in result.stderr
+    empty = run(SAMPLE, "--init-from", str(tmp_path))
+    assert empty.returncode == 2 and "has no GPT-2 checkpoint: it needs config.json + model.safetensors" in empty.stderr
+    both = run(SAMPLE, "--init-from", str(tmp_path), "--out-dir", str(tmp_path))
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    bpe = run(TRAIN, "--preset", "tiny", "--tokenizer", "bpe", "--out-dir", str(tmp_path / "y"))
+    assert bpe.returncode == 2 and "--vocab-size must be at least 257 with tokenizer bpe" in bpe.stderr

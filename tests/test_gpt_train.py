@@ -7,8 +7,9 @@ import tempfile
 import numpy as np
 import pytest
 
-from gpt import OutDirError, SaveError, TrainConfig, Trainer, TrainingDiverged
-from gpt.checkpoint import CHECKPOINT, META_KEY, CheckpointError, load_checkpoint
+from gpt import GPT, BPETokenizer, OutDirError, SaveError, TrainConfig, Trainer, TrainingDiverged, evaluate
+from gpt.checkpoint import CHECKPOINT, META_KEY, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.data import ByteFallbackCharTokenizer
 from gpt.config import ConfigError
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "tinyshakespeare.txt")
@@ -214,7 +215,10 @@ def test_train_config_values_are_checked_at_once(tmp_path):
         (dict(weight_decay=float("nan")), "weight_decay must be a finite number"),
         (dict(seed=-1), "seed must be >= 0, got -1"), (dict(max_iters=-1), "max_iters must be >= 0, got -1"),
         (dict(batch_size=0), "batch_size must be >= 1, got 0"), (dict(max_iters="10"), "max_iters must be an integer, got '10'"),
-        (dict(tokenizer="word"), "tokenizer must be one of char, byte"), (dict(bias=1), "bias must be True or False"),
+        (dict(tokenizer="word"), "tokenizer must be one of char, byte, bpe"), (dict(bias=1), "bias must be True or False"),
+        (dict(vocab_size=100, tokenizer="bpe"), "vocab_size must be at least 257 with tokenizer bpe (the 256"),
+        (dict(vocab_size=300), "vocab_size is the size of a BPE to learn (tokenizer bpe without init_from): leave it 0"),
+        (dict(tokenizer="char", init_from="gpt2"), "tokenizer must be bpe when fine-tuning a pretrained model (init_from)"),
         (dict(block_size=2.5), "block_size must be an integer, got 2.5"),
     ]:
         with pytest.raises(ConfigError) as err:
@@ -344,3 +348,89 @@ def test_a_resumed_config_is_the_checkpoints_with_the_changes_given(tmp_path):
     rewrite_meta(path, lambda meta: {**meta, "train_config": {**meta["train_config"], "beta1": 1.5}})
     with pytest.raises(CheckpointError, match=r"field 'train_config' is not valid \(beta1 must be in \[0, 1\)"):
         TrainConfig.resumed(out_dir=cfg.out_dir)
+
+
+def test_fine_tuning_a_pretrained_gpt2_starts_from_its_weights_and_resumes_exactly(tmp_path, tiny_gpt2):
+    """init_from: the pretrained weights, its tokenizer and its shape (biases included, whatever the config said),
+    the config's block_size and dropout; the checkpoint records all of it, and 10 + resume + 10 steps equal 20."""
+    folder, data = tiny_gpt2
+    pretrained = GPT.from_pretrained(folder, block_size=16)
+    cfg = config(tmp_path, "tuned", data=data, init_from=folder, tokenizer="bpe", bias=False)   # 1 layer, width 16
+    zero = Trainer(config(tmp_path, "zero", data=data, init_from=folder, tokenizer="bpe", max_iters=0))
+    for name, value in pretrained.state_dict().items():
+        np.testing.assert_array_equal(zero.model.state_dict()[name], value, err_msg=name)
+    straight = Trainer(cfg)
+    c = straight.model.config
+    assert (c.n_layer, c.n_embd, c.bias, c.block_size, c.dropout, c.vocab_size) == (2, 16, True, 16, 0.1, 300)
+    assert straight.model.training and (straight.cfg.n_layer, straight.cfg.bias) == (2, True)
+    straight.run(progress=False)
+    meta = load_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT))[2]
+    assert meta["model_config"] == c.to_dict() and meta["train_config"]["init_from"] == folder
+    assert meta["tokenizer"] == BPETokenizer.from_pretrained(folder).to_dict() and meta["tokenizer"]["kind"] == "bpe"
+    assert not np.array_equal(params(straight)["transformer.wte.weight"], params(zero)["transformer.wte.weight"])
+    first = Trainer(config(tmp_path, "halves", data=data, init_from=folder, tokenizer="bpe", max_iters=10))
+    first.run(progress=False)
+    resumed = Trainer(TrainConfig.resumed(out_dir=str(tmp_path / "halves"), max_iters=20), resume=True)
+    assert resumed.iter_num == 10 and resumed.cfg.n_layer == 2 and not resumed.changed.keys() - {"max_iters"}
+    resumed.run(progress=False)
+    for name, value in params(straight).items():
+        np.testing.assert_array_equal(value, params(resumed)[name], err_msg=name)
+    with pytest.raises(CheckpointError, match="was started from '.*tiny_gpt2.*', not from 'gpt2': a resumed run "
+                                              "continues the checkpoint's weights"):
+        Trainer(TrainConfig.resumed(out_dir=cfg.out_dir, init_from="gpt2"), resume=True)
+
+
+def test_a_bpe_learned_on_the_data_is_the_checkpoints_and_not_learned_again(tmp_path, monkeypatch):
+    cfg = config(tmp_path, "bpe", tokenizer="bpe", vocab_size=280, max_iters=2)
+    trainer = Trainer(cfg)
+    assert trainer.tokenizer.kind == "bpe" and trainer.model.config.vocab_size == 280
+    trainer.run(progress=False)
+    saved = load_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT))[2]["tokenizer"]
+    with pytest.raises(ValueError, match="no adjacent pair left to merge .* use a longer text or a smaller vocab_size"):
+        Trainer(config(tmp_path, "too_big", tokenizer="bpe", vocab_size=50_000))
+    monkeypatch.setattr(BPETokenizer, "train", None)   # resuming must not learn the merges again
+    resumed = Trainer(TrainConfig.resumed(out_dir=cfg.out_dir, max_iters=4), resume=True)
+    assert resumed.tokenizer.to_dict() == saved
+    resumed.run(progress=False)
+    with pytest.raises(CheckpointError, match="another vocabulary: a BPE of 280 tokens there, --vocab-size 300 here"):
+        Trainer(TrainConfig.resumed(out_dir=cfg.out_dir, vocab_size=300), resume=True)
+
+
+def test_a_format_1_checkpoint_resumes_with_its_byte_fallback_vocabulary(tmp_path):
+    """A run saved before the escape id (its tokenizer without a format: 256 ids for Shakespeare's characters)
+    resumes with that vocabulary, as it was trained."""
+    cfg = config(tmp_path, "old", max_iters=2)
+    Trainer(cfg).run(progress=False)
+    path = os.path.join(cfg.out_dir, CHECKPOINT)
+    meta = load_checkpoint(path)[2]
+    old = ByteFallbackCharTokenizer(meta["tokenizer"]["chars"])
+    wide = GPT(cfg.model_config(old.vocab_size))            # the run's model with the old vocabulary's 256 ids
+    optimizer = wide.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
+    save_checkpoint(path, wide.state_dict(), optimizer.state_dict(), {**meta, "tokenizer": old.to_dict()})
+    resumed = Trainer(TrainConfig.resumed(out_dir=cfg.out_dir, max_iters=4), resume=True)
+    assert isinstance(resumed.tokenizer, ByteFallbackCharTokenizer) and resumed.model.config.vocab_size == 256
+    assert resumed.run(progress=False)["status"] == "finished"
+
+
+def test_evaluation_scores_the_batches_windows_in_few_passes_on_every_shard(tmp_path):
+    """The estimate is the mean of eval_iters random batches' means (the same windows, drawn as get_batch draws
+    them), computed in as few passes as fit and spread over the trainer's shards: the same float64 mean of every
+    position's loss, bit for bit, whatever the shard count."""
+    estimates = []
+    for shards in (1, 2, 3):
+        trainer = Trainer(config(tmp_path, f"eval{shards}", cpu_shards=shards, eval_iters=5))
+        calls, passes = [], trainer.sharded.map
+
+        def counted(fn, *batch):
+            calls.append(len(batch[0]))
+            return passes(fn, *batch)
+        trainer.sharded.map = counted
+        estimates.append(trainer.estimate_loss())
+        assert calls == [5 * 4, 5 * 4]                             # one pass per split: 5 batches of 4 windows
+    assert estimates[0] == estimates[1] == estimates[2]
+    rng = np.random.default_rng(trainer.cfg.seed * 1_000_003)     # what estimate_loss seeds at iteration 0
+    trainer.model.eval()
+    by_batches = np.mean([trainer.model(*trainer.dataset.get_batch("train", 4, rng))[1].item() for _ in range(5)])
+    assert estimates[0]["train"]["loss"] == pytest.approx(by_batches, rel=1e-6)
+    with pytest.raises(ValueError, match="`sharded` is a ShardedStep of another module"):
+        evaluate(GPT(trainer.model.config), trainer.dataset, sharded=trainer.sharded)

@@ -57,6 +57,31 @@ def test_matches_the_whole_batch_and_accumulates(rows, shards):
         np.testing.assert_allclose(g, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
 
 
+def token_losses(model, x, y):
+    return tl.functional.cross_entropy(model(x)[0].reshape(-1, 11), y.reshape(-1), reduction="none")
+
+
+@pytest.mark.parametrize("rows, shards", [(5, 2), (7, 3), (2, 4)])
+def test_map_is_the_whole_batchs_forward_bit_for_bit_and_draws_nothing(rows, shards):
+    """Forward only, in parallel: per-row outputs equal one process's, bit for bit; no graph is recorded, no
+    gradient appears, and the framework's generator is not drawn from (evaluating leaves a run's stream alone)."""
+    model = tiny_gpt().float().eval()
+    x, y = batch(rows)
+    step = ShardedStep(model, shards)
+    tl.manual_seed(3)
+    first_draw = tl.random.rng("cpu").integers(2 ** 63)
+    tl.manual_seed(3)
+    out = step.map(token_losses, x, y)
+    assert tl.random.rng("cpu").integers(2 ** 63) == first_draw
+    assert isinstance(out, np.ndarray) and out.shape == (rows * 8,)
+    np.testing.assert_array_equal(out, ShardedStep(model, 1).map(token_losses, x, y))
+    with tl.no_grad():
+        np.testing.assert_array_equal(out, token_losses(model, x, y).numpy())
+    assert all(p.grad is None for p in model.parameters())
+    model.transformer.wte.weight.data[...] *= 2                  # the workers see the current parameters
+    np.testing.assert_array_equal(step.map(token_losses, x, y), ShardedStep(model, 1).map(token_losses, x, y))
+
+
 def test_dropout_is_reproducible_and_each_shard_draws_its_own_masks():
     runs = []
     for _ in range(2):
