@@ -147,10 +147,12 @@ def version_of(t):
 
 def _owner(array):
     """The array that owns `array`'s memory: the end of its chain of bases (NumPy points a view's base at the
-    owner at once; a base that is not an array, a buffer, ends the chain)."""
+    owner at once; a base that is not an array of the same library, a buffer or another library's tensor whose
+    memory NumPy borrowed, ends the chain)."""
+    ndarray = backend.xp_of(array).ndarray
     while True:
         base = array.base
-        if base is None or not hasattr(base, "dtype"):
+        if not isinstance(base, ndarray):
             return array
         array = base
 
@@ -167,10 +169,9 @@ def link_views(x, results, fn):
     made (parent, Function, output index, grad mode), like PyTorch's views. Those made with grad mode on are
     listed on the counter: an in-place change in the graph makes them again (tensorlite/inplace.py)."""
     data = x.data
-    x_owner = data if data.base is None else _owner(data)
+    x_owner = _owner(data)
     for i, t in enumerate(results):
-        base = t.data.base
-        if base is None or (base is not x_owner and _owner(base) is not x_owner):
+        if t.data.base is None or _owner(t.data) is not x_owner:
             continue
         vc = t._vc = x._vc or version_of(x)
         grad_mode = is_grad_enabled()

@@ -132,6 +132,24 @@ def test_a_view_shares_the_memory_and_the_version_as_in_pytorch():
     assert x.numpy()[0, 0] == 10 and x._version == 5
 
 
+class _ForeignTensor:
+    """Another library's tensor (as torch's): NumPy borrows its memory through the array interface, and it has a
+    dtype but no `.base`."""
+
+    def __init__(self, array):
+        self.array, self.dtype = array, array.dtype
+        self.__array_interface__ = array.__array_interface__
+
+
+def test_views_of_memory_borrowed_from_another_librarys_tensor():
+    borrowed = np.asarray(_ForeignTensor(np.arange(6.0)))   # as torch_tensor.numpy(): base is the foreign tensor
+    x = tl.tensor(borrowed)
+    view = x.reshape(2, 3)
+    with tl.no_grad():
+        view[0, 0] = 9.0
+    assert x.numpy()[0] == 9.0 and x._version == view._version == 1
+
+
 def test_in_place_errors_are_clear_and_change_nothing():
     t = tl.tensor([1, 2, 3])
     with pytest.raises(TypeError, match=r"add_ on a tensor of dtype int64: the result cannot be written"):
