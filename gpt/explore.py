@@ -33,6 +33,7 @@ from tqdm import tqdm
 import tensorlite as tl
 import tensorlite.functional as F
 from tensorlite import autograd
+from .data import HEX_DIGITS
 
 DEFAULT_WINDOW = 64          # positions the page shows (the cpu preset's block_size); the model reads them all
 DEFAULT_TOP_K = 5            # next-token guesses per position; each is also a precomputed backward target
@@ -55,7 +56,7 @@ def encode_prompt(tokenizer, prompt, block_size):
     as_bytes = byte_fallback_chars(tokenizer, prompt)
     if as_bytes:
         notes.append(f"{len(as_bytes)} character(s) outside the tokenizer's vocabulary went in as their UTF-8 bytes, "
-                     f"one token per byte: {' '.join(repr(c) for c in as_bytes)}")
+                     f"several tokens each: {' '.join(repr(c) for c in as_bytes)}")
     if len(ids) > block_size:
         notes.append(f"the prompt has {len(ids)} tokens, more than this model's block_size of {block_size}: "
                      f"it reads the last {block_size}")
@@ -76,7 +77,10 @@ def byte_fallback_chars(tokenizer, text):
 
 
 def token_label(tokenizer, token_id):
-    """What the page prints for one token: its text, or <0xNN> for a lone byte that is not text by itself."""
+    """What the page prints for one token: its text; <esc> for the char tokenizer's escape (a byte follows as two
+    hex digits), <0xNN> for a lone byte that is not text by itself, <token N> for an id no text encodes to."""
+    if token_id == getattr(tokenizer, "escape", None):
+        return "<esc>"
     text = tokenizer.decode([token_id])
     if "\ufffd" not in text:
         return text
@@ -84,6 +88,16 @@ def token_label(tokenizer, token_id):
     if byte is None and getattr(tokenizer, "kind", "") == "byte":
         byte = token_id
     return f"<0x{byte:02X}>" if byte is not None else f"<token {token_id}>"
+
+
+def token_labels(tokenizer, ids):
+    """token_label of each of a sequence's ids, except the two hex digits after an escape, which read <hex D>:
+    they spell a byte there, not their characters."""
+    labels, escape = [token_label(tokenizer, i) for i in ids], getattr(tokenizer, "escape", None)
+    for i, token_id in enumerate(ids[:-2]):
+        if token_id == escape and max(ids[i + 1], ids[i + 2]) < HEX_DIGITS:
+            labels[i + 1], labels[i + 2] = (f"<hex {d:X}>" for d in ids[i + 1:i + 3])
+    return labels
 
 
 # ----------------------------------------------------------------------------- the instrumented pass
@@ -263,7 +277,7 @@ def explore(model, tokenizer, prompt, window=DEFAULT_WINDOW, top_k=DEFAULT_TOP_K
     result = {
         "model": dict(config.to_dict(), n_params=model.num_params()),
         "prompt": prompt, "notes": notes, "n_tokens": T, "start": start, "earlier": earlier,
-        "tokens": [token_label(tokenizer, i) for i in ids[start:]], "ids": ids[start:],
+        "tokens": token_labels(tokenizer, ids)[start:], "ids": ids[start:],
         "next": [None if y is None else token_label(tokenizer, y) for y in real_next],
         "attention": seen["attention"][..., rows, cols],                            # (L, H, packed W rows)
         "guesses": [[[token_label(tokenizer, int(y)), float(np.exp(logprobs[start + p, y]))] for y in guesses[p]]

@@ -19,7 +19,8 @@ import tensorlite as tl
 import tensorlite.functional as F
 from gpt import GPT, CharTokenizer, GPTConfig, TrainConfig, Trainer
 from gpt.explore import (DOC, DOC_SECTIONS, ROOT, backward_size, byte_fallback_chars, doc_sections, encode_prompt,
-                         explore, packed_index, render_page, token_label, write_page)
+                         explore, packed_index, render_page, token_label, token_labels, write_page)
+from gpt.data import ByteFallbackCharTokenizer
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nJULIET:\nAy me!\n"
 
@@ -177,7 +178,8 @@ def test_targets_guesses_and_the_budget():
         targets = entry["targets"]
         guesses = [label for label, _ in result["guesses"][entry["position"]]]
         real = result["next"][entry["position"]]
-        assert [t["label"] for t in targets if not t["real"]] == [g for g in guesses if g != real]
+        others = [t["label"] for t in targets if not t["real"]]       # the top_k guesses other than the real one
+        assert len(others) == 3 and others[:len(guesses) - (real in guesses)] == [g for g in guesses if g != real]
         assert all(0 < t["prob"] <= 1 and t["loss"] == pytest.approx(-math.log(t["prob"]), rel=1e-5)
                    for t in targets)
         assert [t["real"] for t in targets] == ([True] if real else []) + [False] * (len(targets) - bool(real))
@@ -201,7 +203,12 @@ def test_prompt_checks_and_token_labels():
     assert ids == tokenizer.encode("ROMEO: and JULIET")[-8:] and "it reads the last 8" in notes[0]
     ids, notes = encode_prompt(tokenizer, "Romé~o", 32)
     assert byte_fallback_chars(tokenizer, "Romé~o") == ["é", "~"] and "'é' '~'" in notes[0]
-    assert [token_label(tokenizer, i) for i in ids] == ["R", "o", "m", "<0xC3>", "<0xA9>", "~", "o"]
+    assert token_labels(tokenizer, ids) == ["R", "o", "m", "<esc>", "<hex C>", "<hex 3>", "<esc>", "<hex A>",
+                                            "<hex 9>", "<esc>", "<hex 7>", "<hex E>", "o"]
+    assert token_label(tokenizer, tokenizer.escape) == "<esc>"
+    assert token_label(tokenizer, tokenizer.vocab_size - 1) == f"<token {tokenizer.vocab_size - 1}>"  # unused id
+    old = ByteFallbackCharTokenizer(tokenizer.chars)                # a format-1 checkpoint's: one token per byte
+    assert token_labels(old, old.encode("mé~")) == ["m", "<0xC3>", "<0xA9>", "~"]
 
 
 @pytest.mark.slow
