@@ -1,6 +1,7 @@
 """An interactive page of one prompt's forward and backward through every layer and head of a trained model.
 
     python examples/explore_attention.py --out-dir out-char-gpt --prompt "ROMEO:"
+    python examples/explore_attention.py --init-from gpt2 --prompt "The capital of France is" --window 32
 
 Writes one self-contained HTML file (data inline: no server, no network) and prints where it is. Forward: every
 head's attention pattern and the model's next-token guesses. Backward: pick a position and a target token and see,
@@ -14,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cli_common import run_cli  # noqa: E402
-from gpt import CheckpointError, load_model  # noqa: E402
+from gpt import CheckpointError, TrainConfig, load_model, load_pretrained  # noqa: E402
 from gpt.checkpoint import CHECKPOINT  # noqa: E402
 from gpt.explore import DEFAULT_BUDGET, DEFAULT_TOP_K, DEFAULT_WINDOW, check_writable, explore, write_page  # noqa: E402
 
@@ -22,8 +23,9 @@ PAGE = "explore.html"   # the default file name inside --out-dir
 
 
 def model_and_tokenizer(args):
-    """The model to explore: the checkpoint in --out-dir. (Where `--init-from gpt2` plugs in once GPT-2 loading
-    exists: the rest of the script only needs a GPT and a tokenizer with encode/decode.)"""
+    """The model to explore: a pretrained GPT-2 (--init-from), or the checkpoint in --out-dir."""
+    if args.init_from:
+        return load_pretrained(args.init_from, args.device)
     if not os.path.isfile(os.path.join(args.out_dir, CHECKPOINT)):
         raise CheckpointError(f"no checkpoint in {args.out_dir} (no {CHECKPOINT}): train one first with "
                               f"python examples/train_char_gpt.py --out-dir {args.out_dir}")
@@ -40,9 +42,14 @@ def positions_arg(text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", default="out-char-gpt", help="the training run whose ckpt.npz to explore")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--out-dir", help=f"the training run whose {CHECKPOINT} to explore "
+                                          f"(default: {TrainConfig.out_dir})")
+    source.add_argument("--init-from", help="a pretrained GPT-2 instead: a hub name (gpt2, gpt2-medium, ...) or a "
+                                            "Hugging Face folder, with its tokenizer")
     parser.add_argument("--prompt", default="ROMEO:")
-    parser.add_argument("--output", help=f"where to write the page (default: <out-dir>/{PAGE})")
+    parser.add_argument("--output", help=f"where to write the page (default: <out-dir>/{PAGE}; with --init-from, "
+                                         f"{PAGE} here)")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                         help="how many of the prompt's last tokens the page shows (the model reads them all)")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
@@ -53,7 +60,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    output = args.output or os.path.join(args.out_dir, PAGE)
+    args.out_dir = args.out_dir or TrainConfig.out_dir
+    output = args.output or (PAGE if args.init_from else os.path.join(args.out_dir, PAGE))
     model, tokenizer = model_and_tokenizer(args)
     check_writable(output)
     result = explore(model, tokenizer, args.prompt, window=args.window, top_k=args.top_k, positions=args.positions,

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorlite as tl  # noqa: E402
 from cli_common import run_cli  # noqa: E402
-from gpt import GPT, BPETokenizer, TrainConfig, beam_search, load_model  # noqa: E402
+from gpt import TrainConfig, beam_search, load_model, load_pretrained  # noqa: E402
 from gpt.decoding import check_decoding_args  # noqa: E402
 
 
@@ -40,8 +40,7 @@ def main(argv=None):
         raise ValueError("--start must not be empty: give at least one character of prompt")
     tl.manual_seed(args.seed)
     if args.init_from:
-        model = GPT.from_pretrained(args.init_from).to(args.device)
-        tokenizer = BPETokenizer.from_pretrained(args.init_from)
+        model, tokenizer = load_pretrained(args.init_from, args.device)
     else:
         model, tokenizer = load_model(args.out_dir or TrainConfig.out_dir, args.device)
     prompt = tokenizer.encode(args.start)

@@ -1,6 +1,6 @@
 """A GPT trained with tensorlite (characters, or GPT-2 itself): model, tokenizers, data, training loop, decoding."""
 from .bpe import BPETokenizer
-from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, load_pretrained, save_checkpoint
 from .data import ByteTokenizer, CharTokenizer, TextDataset, load_text, make_tokenizer
 from .decoding import beam_search, sample_next
 from .model import GPT, GPTConfig
@@ -11,5 +11,5 @@ from .train import TrainConfig, Trainer, TrainingDiverged, evaluate
 
 __all__ = ["GPT", "GPTConfig", "BPETokenizer", "CharTokenizer", "ByteTokenizer", "TextDataset", "load_text",
            "make_tokenizer", "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "beam_search", "sample_next",
-           "PRESETS", "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint",
-           "OutDirError", "SaveError"]
+           "PRESETS", "NGramModel", "metrics", "CheckpointError", "load_checkpoint", "load_model", "load_pretrained",
+           "save_checkpoint", "OutDirError", "SaveError"]

@@ -168,3 +168,16 @@ def load_model(out_dir, device="cpu"):
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {err}") from None
     return model.to(device).eval(), meta_field(meta, path, "tokenizer")
+
+
+def load_pretrained(name_or_path, device="cpu", dropout=0.0, block_size=None):
+    """(GPT in eval mode, its BPETokenizer) of a pretrained GPT-2: a hub name (gpt2, gpt2-medium, ...) or a Hugging
+    Face folder. What the sampler, the explorer and the trainer's --init-from load; block_size below the model's
+    keeps only its first positions."""
+    from .bpe import BPETokenizer   # here, not at the top: bpe.py imports this module (CheckpointError)
+    model = GPT.from_pretrained(name_or_path, dropout=dropout, block_size=block_size)
+    tokenizer = BPETokenizer.from_pretrained(name_or_path)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(f"{name_or_path}: its tokenizer has {tokenizer.vocab_size} tokens but its model's "
+                              f"vocab_size is {model.config.vocab_size}")
+    return model.to(device).eval(), tokenizer

@@ -22,8 +22,8 @@ from tensorlite import backend
 from tensorlite.nn.utils import clip_grad_norm_
 from tensorlite.parallel import ShardedStep, WorkerDied, shards_for
 
-from .bpe import BPETokenizer
-from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, meta_field, read_meta, save_checkpoint
+from .checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, load_pretrained, meta_field, read_meta,
+                         save_checkpoint)
 from .config import ConfigError, check_range, check_types
 from .data import DEFAULT_DATA, TOKEN_UNITS, TOKENIZERS, TextDataset, load_text, make_tokenizer
 from .model import GPT, POS_ENCODINGS, GPTConfig
@@ -197,11 +197,8 @@ def token_losses(model, x, y):
 def from_pretrained(cfg):
     """(model in training mode, its tokenizer, cfg with the model's shape) of the pretrained model cfg.init_from,
     with cfg's dropout and block_size."""
-    model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size).train()
-    tokenizer = BPETokenizer.from_pretrained(cfg.init_from)
-    if tokenizer.vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"{cfg.init_from}: its tokenizer has {tokenizer.vocab_size} tokens but its model's "
-                              f"vocab_size is {model.config.vocab_size}")
+    model, tokenizer = load_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size)
+    model.train()
     return model, tokenizer, replace(cfg, **{k: getattr(model.config, k) for k in PRETRAINED_SHAPE})
 
 

@@ -15,6 +15,7 @@ import types
 import numpy as np
 import pytest
 
+import gpt
 import tensorlite as tl
 import tensorlite.functional as F
 from gpt import GPT, CharTokenizer, GPTConfig, TrainConfig, Trainer
@@ -314,3 +315,20 @@ def test_long_prompts_and_unknown_characters_are_noted(checkpoint, tmp_path, cap
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "'é'" in err[0] and "it reads the last 32" in err[1]    # the tiny preset's block_size
     assert os.path.isfile(out)
+
+
+def test_init_from_explores_a_pretrained_gpt2_with_its_bpe(tiny_gpt2, tmp_path, monkeypatch, capsys):
+    folder, _ = tiny_gpt2
+    monkeypatch.chdir(tmp_path)
+    prompt = "But soft, what light"
+    path = load_script().main(["--init-from", folder, "--prompt", prompt, "--no-progress"])
+    assert path == str(tmp_path / "explore.html") and f"file://{path}" in capsys.readouterr().out
+    model, tokenizer = gpt.load_pretrained(folder)
+    ids = tokenizer.encode(prompt)
+    assert 1 < len(ids) < len(prompt)                                     # BPE tokens, not characters
+    labels = [tokenizer.decode([i]) for i in ids]
+    page = open(path, encoding="utf-8").read()
+    assert '"tokens": ' + json.dumps(labels, ensure_ascii=False) in page
+    assert f'"n_layer": {model.config.n_layer}' in page and f'"vocab_size": {tokenizer.vocab_size}' in page
+    with pytest.raises(SystemExit):                                       # one model or the other, not both
+        load_script().main(["--init-from", folder, "--out-dir", str(tmp_path)])
