@@ -17,6 +17,10 @@ from .decoding import check_decoding_args, sample_next
 
 POS_ENCODINGS = ("learned", "sinusoidal", "none")
 INIT_STD = 0.02   # nanoGPT's N(0, 0.02) for weights and embeddings
+# Decoding multiplies one position by each weight: below this many elements (a weight that stays in cache) BLAS runs
+# it on one thread, since waking a second costs more than it saves; above it (GPT-2's lm_head) memory bandwidth
+# bounds the product, and a second core's bandwidth nearly halves it.
+ONE_THREAD_DECODING_BELOW = 1 << 20
 
 
 @dataclass
@@ -214,7 +218,6 @@ class GPT(nn.Module):
         save_gpt2(self, folder, tokenizer)
 
     @tl.no_grad()
-    @tl.cpu.blas_threads(1)   # one position, or one window, at a time: products too small to split between cores
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, greedy=False, use_cache=True):
         """Extend idx (B, T) by max_new_tokens sampled tokens.
 
@@ -224,6 +227,11 @@ class GPT(nn.Module):
         """
         check_decoding_args(temperature, top_k, top_p, greedy)
         idx = _token_ids(idx, "generate")
+        largest = max(p.numel() for p in self.parameters())
+        with tl.cpu.blas_threads(1 if largest < ONE_THREAD_DECODING_BELOW else None):
+            return self._generate(idx, max_new_tokens, temperature, top_k, top_p, greedy, use_cache)
+
+    def _generate(self, idx, max_new_tokens, temperature, top_k, top_p, greedy, use_cache):
         was_training = self.training
         self.eval()
         cache, fed = None, 0     # fed: how many tokens of idx the cache has seen

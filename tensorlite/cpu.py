@@ -2,7 +2,7 @@
 buffer on all of them, and glibc's malloc thresholds (set when this module is imported, with tensorlite).
 
 tensorlite.parallel sizes its shards by `usable_cores`; AdamW runs its flat update through `in_slices`; GPT
-decoding runs its small products under `blas_threads(1)`.
+decoding runs a small model's products under `blas_threads(1)`.
 """
 import contextlib
 import ctypes
@@ -47,9 +47,10 @@ _blas = None   # threadpoolctl's view of the loaded BLAS, made on first use
 
 @contextlib.contextmanager
 def blas_threads(n):
-    """Within this block (or decorated function) BLAS runs on at most n threads, as tensorlite.parallel's shards
-    do: for products too small to split between cores, where waiting for a second thread costs more than it saves,
-    and much more on a busy machine, whose other processes hold the cores BLAS's threads wait for."""
+    """Within this block (or decorated function) BLAS runs on at most n threads (None: no limit), as
+    tensorlite.parallel's shards do: for products too small to split between cores, where waiting for a second
+    thread costs more than it saves, and much more on a busy machine, whose other processes hold the cores BLAS's
+    threads wait for."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController   # here, not at import: only CPU work needs it

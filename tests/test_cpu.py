@@ -36,7 +36,8 @@ def blas_thread_counts():
 
 
 def test_blas_threads_limits_blas_inside_and_restores_it_after(monkeypatch):
-    """As a context and as a decorator; GPT decoding runs under it (its products are one position at a time)."""
+    """As a context; a small GPT's decoding runs under it (one position at a time: products too small to split),
+    a large one's does not (a weight of ONE_THREAD_DECODING_BELOW elements or more: bandwidth-bound products)."""
     import gpt.model
     import tensorlite as tl
     before = blas_thread_counts()
@@ -50,3 +51,7 @@ def test_blas_threads_limits_blas_inside_and_restores_it_after(monkeypatch):
     model = gpt.model.GPT(gpt.model.GPTConfig(block_size=4, vocab_size=5, n_layer=1, n_head=1, n_embd=4))
     model.generate(tl.tensor([[1]]), 6)                    # past block_size too: the window path
     assert seen and all(set(counts) == {1} for counts in seen) and blas_thread_counts() == before
+    seen.clear()
+    monkeypatch.setattr(gpt.model, "ONE_THREAD_DECODING_BELOW", 5 * 4)   # the embedding (5, 4) is "large" now
+    model.generate(tl.tensor([[1]]), 2)
+    assert seen and all(counts == before for counts in seen)
