@@ -227,8 +227,9 @@ class GPT(nn.Module):
         """
         check_decoding_args(temperature, top_k, top_p, greedy)
         idx = _token_ids(idx, "generate")
-        largest = max(p.numel() for p in self.parameters())
-        with tl.cpu.blas_threads(1 if largest < ONE_THREAD_DECODING_BELOW else None):
+        params = self.parameters()
+        small = params[0].device == "cpu" and max(p.numel() for p in params) < ONE_THREAD_DECODING_BELOW
+        with tl.cpu.blas_threads(1 if small else None):
             return self._generate(idx, max_new_tokens, temperature, top_k, top_p, greedy, use_cache)
 
     def _generate(self, idx, max_new_tokens, temperature, top_k, top_p, greedy, use_cache):

@@ -52,6 +52,9 @@ def blas_threads(n):
     thread costs more than it saves, and much more on a busy machine, whose other processes hold the cores BLAS's
     threads wait for."""
     global _blas
+    if n is None:              # nothing to limit (a GPU's work): threadpoolctl is not even imported
+        yield
+        return
     if _blas is None:
         from threadpoolctl import ThreadpoolController   # here, not at import: only CPU work needs it
         _blas = ThreadpoolController()
